@@ -1,0 +1,69 @@
+"""Every hyperparameter a run uses: training ones plus the method's, validated in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .schedules import SCHEDULES, Param, validate_params
+
+METHODS = tuple(SCHEDULES)
+
+TRAIN_PARAMS: dict[str, Param] = {
+    "lr": Param(float, 0.05, "initial (pretrain / peak) learning rate", low=0.0, low_open=True),
+    "momentum": Param(float, 0.9, "SGD momentum", low=0.0, high=1.0, high_open=True),
+    "weight_decay": Param(float, 1e-4, "SGD weight decay", low=0.0),
+    "batch_size": Param(int, 1024, "batch size", low=1),
+    "epochs": Param(int, 16, "epochs (for lrpo: pretrain + 1 + finetune)", low=1),
+}
+
+
+def method_params(method: str) -> dict[str, Param]:
+    if method not in SCHEDULES:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    return TRAIN_PARAMS | SCHEDULES[method].PARAMS
+
+
+def resolve(method: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill defaults, check types and ranges, and reconcile lrpo's epoch count.
+
+    For lrpo, ``epochs`` alone splits like the paper (16 → 10 + 1 + 5); given
+    with both phase lengths it must equal pretrain + 1 + finetune.
+    """
+    resolved = validate_params(method_params(method), dict(values), what=method)
+    if method == "lrpo":
+        _reconcile_lrpo_epochs(resolved, values)
+        if resolved["variant"] != "manual" and resolved["alpha"] is not None:
+            raise ValueError(f"alpha is only used with variant='manual', got variant={resolved['variant']!r}")
+        if resolved["variant"] == "manual" and resolved["alpha"] is None:
+            raise ValueError("variant='manual' needs alpha in [0.5, 2]")
+        if resolved["alpha_min"] > resolved["alpha_max"]:
+            raise ValueError(
+                f"alpha_min must be <= alpha_max, got alpha_min={resolved['alpha_min']} alpha_max={resolved['alpha_max']}"
+            )
+    if method == "greedylr" and resolved["min_lr"] > resolved["max_lr"]:
+        raise ValueError(f"min_lr must be <= max_lr, got min_lr={resolved['min_lr']} max_lr={resolved['max_lr']}")
+    return resolved
+
+
+def _reconcile_lrpo_epochs(resolved: dict[str, Any], given: Mapping[str, Any]) -> None:
+    has_p, has_f = "pretrain_epochs" in given, "finetune_epochs" in given
+    if "epochs" not in given:
+        resolved["epochs"] = resolved["pretrain_epochs"] + 1 + resolved["finetune_epochs"]
+        return
+    epochs = resolved["epochs"]
+    if not has_p and not has_f:
+        if epochs < 2:
+            raise ValueError(f"epochs must be >= 2 for lrpo (pretrain + jump), got {epochs=}")
+        resolved["finetune_epochs"] = min(round(epochs * 5 / 16), epochs - 2)
+        resolved["pretrain_epochs"] = epochs - 1 - resolved["finetune_epochs"]
+    elif has_p and not has_f:
+        resolved["finetune_epochs"] = epochs - 1 - resolved["pretrain_epochs"]
+    elif has_f and not has_p:
+        resolved["pretrain_epochs"] = epochs - 1 - resolved["finetune_epochs"]
+    total = resolved["pretrain_epochs"] + 1 + resolved["finetune_epochs"]
+    if total != epochs or resolved["pretrain_epochs"] < 1 or resolved["finetune_epochs"] < 0:
+        raise ValueError(
+            f"epochs={epochs} does not match pretrain_epochs={resolved['pretrain_epochs']} + 1 + "
+            f"finetune_epochs={resolved['finetune_epochs']}"
+        )

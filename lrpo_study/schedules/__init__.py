@@ -1,0 +1,68 @@
+"""Learning-rate schedules in plain PyTorch: one file each, no Optuna.
+
+Every schedule scales the initial lr of each param group of any optimizer,
+exposes ``interval`` ("step" or "epoch"), ``step(loss=None)``,
+``state_dict()`` and ``load_state_dict()``, and has a pure function beside it
+(``fixed_lr``, ``cosine_lr``, ...) that gives the lr as a function of the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import torch
+
+from ._base import LRSchedule
+from ._params import Param, validate_params
+from .cosine import CosineLR, cosine_lr
+from .curvature import CurvatureLR, curvature_factor, hutchinson_trace
+from .fixed import FixedLR, fixed_lr
+from .greedy import GreedyLR
+from .lrpo import LRPO, faithful_alpha, lrpo_lr
+from .onecycle import OneCycleLR, onecycle_lr
+
+SCHEDULES: dict[str, type[LRSchedule]] = {
+    "fixed": FixedLR,
+    "cosine": CosineLR,
+    "onecycle": OneCycleLR,
+    "lrpo": LRPO,
+    "greedylr": GreedyLR,
+    "curvature": CurvatureLR,
+}
+
+__all__ = [
+    "SCHEDULES", "LRSchedule", "Param", "make_schedule", "validate_params",
+    "FixedLR", "CosineLR", "OneCycleLR", "LRPO", "GreedyLR", "CurvatureLR",
+    "fixed_lr", "cosine_lr", "onecycle_lr", "lrpo_lr", "faithful_alpha",
+    "curvature_factor", "hutchinson_trace",
+]
+
+
+def make_schedule(
+    method: str, optimizer: torch.optim.Optimizer, hyperparameters: Mapping[str, Any], *,
+    total_steps: int | None = None, params: Iterable[torch.Tensor] | None = None,
+    probe: Callable[[float], float] | None = None, seed: int = 0,
+) -> LRSchedule:
+    """Build ``method``'s schedule from a hyperparameter mapping (extra keys are ignored here,
+    so the full training record can be passed; validation happens in ``hyperparameters``).
+
+    ``total_steps`` (batches in the whole run) is needed by cosine and onecycle,
+    ``params`` (the model's parameters) by curvature, ``probe`` by lrpo's
+    ``predicted`` variant.
+    """
+    if method not in SCHEDULES:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(SCHEDULES)}")
+    cls = SCHEDULES[method]
+    kwargs: dict[str, Any] = {k: hyperparameters[k] for k in cls.PARAMS if k in hyperparameters}
+    if method in ("cosine", "onecycle"):
+        if total_steps is None:
+            raise ValueError(f"{method} needs total_steps=epochs * batches_per_epoch")
+        kwargs["total_steps"] = total_steps
+    if method == "curvature":
+        if params is None:
+            raise ValueError("curvature needs params=model.parameters() to estimate tr(H)")
+        kwargs.update(params=params, seed=seed)
+    if method == "lrpo":
+        kwargs.update(probe=probe, seed=seed)
+    return cls(optimizer, **kwargs)

@@ -1,0 +1,63 @@
+"""What every schedule shares: the contract the training loop relies on."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from ._params import Param
+
+
+class LRSchedule:
+    """Base class: a schedule scales each param group's initial lr.
+
+    The loop calls, for every batch, ``before_backward(loss)`` (only schedules
+    that read the loss graph act on it), and ``step(...)`` once per
+    ``interval`` ("step" = per batch, "epoch" = per epoch). Schedules whose
+    ``needs_loss`` is true take the monitored loss in ``step(loss)``;
+    ``monitor`` says which loss the loop hands over at epoch ends.
+    """
+
+    interval: ClassVar[Literal["step", "epoch"]] = "epoch"
+    needs_loss: ClassVar[bool] = False
+    monitor: Literal["train_loss", "val_loss"] = "train_loss"
+    PARAMS: ClassVar[dict[str, Param]] = {}
+    # Live objects the schedule holds but does not own; never part of its state.
+    _NOT_STATE: ClassVar[tuple[str, ...]] = ("optimizer", "probe", "params", "generator", "_torch")
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs: list[float] = [float(g["initial_lr"]) for g in optimizer.param_groups]
+        self.last_step = 0
+
+    def before_backward(self, loss: torch.Tensor) -> None:
+        """Hook between forward and backward; the loss graph is still alive."""
+
+    def step(self, loss: float | None = None) -> None:
+        raise NotImplementedError
+
+    def get_last_lr(self) -> list[float]:
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _set_lrs(self, lrs: list[float]) -> None:
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+
+    def _scale_base(self, factor: float) -> None:
+        self._set_lrs([base * factor for base in self.base_lrs])
+
+    def state_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(
+            {key: value for key, value in self.__dict__.items() if key not in self._NOT_STATE}
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._apply_current()
+
+    def _apply_current(self) -> None:
+        """Write the lr that the restored state implies into the optimizer."""

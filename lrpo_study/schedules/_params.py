@@ -1,0 +1,84 @@
+"""Declarative hyperparameter specs: one validator shared by the CLI, study files and exports."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: its type, default and allowed range.
+
+    ``low_open``/``high_open`` make a bound exclusive, so ``F in (0, 1)`` is
+    ``Param(float, 0.95, low=0, high=1, low_open=True, high_open=True)``.
+    """
+
+    kind: type
+    default: Any
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] | None = None
+    optional: bool = False
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[self.kind.__name__]
+        if self.low is None and self.high is None:
+            return kind
+        if self.high is None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        left = "(" if self.low_open else "["
+        right = ")" if self.high_open else "]"
+        return f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
+
+    def validate(self, name: str, value: Any) -> Any:
+        """Return ``value`` coerced to this type, or raise ``ValueError`` naming ``name``."""
+        if value is None and self.optional:
+            return None
+        value = self._coerce(name, value)
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {name}={value!r}")
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
+        return value
+
+    def _coerce(self, name: str, value: Any) -> Any:
+        ok: bool
+        if self.kind is bool:
+            ok = isinstance(value, bool)
+        elif self.kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif self.kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if ok:
+                value = float(value)
+        else:
+            ok = isinstance(value, self.kind)
+        if not ok:
+            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
+        return value
+
+
+def validate_params(specs: dict[str, Param], values: dict[str, Any], *, what: str) -> dict[str, Any]:
+    """Fill defaults and validate ``values`` against ``specs``; unknown keys are errors."""
+    unknown = sorted(set(values) - set(specs))
+    if unknown:
+        raise ValueError(
+            f"unknown {what} hyperparameter {unknown[0]!r}; allowed: {', '.join(sorted(specs))}"
+        )
+    return {
+        name: spec.validate(name, values[name]) if name in values else spec.default
+        for name, spec in specs.items()
+    }

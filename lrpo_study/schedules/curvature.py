@@ -1,0 +1,97 @@
+"""Curvature-adaptive lr: η = η₀ / sqrt(1 + λ·tr(H)), tr(H) by Hutchinson's estimator.
+
+Every ``estimate_every`` batches the schedule estimates the Hessian trace of
+the current batch loss with Rademacher probes (Hv by double backward, about
+one extra backward pass each), divides it by the parameter count so one λ
+range fits models of any size, smooths it with an EMA (``beta``) and sets
+lr = η₀ / sqrt(max(clamp, 1 + λ·trace)). The trace can be negative away from a
+minimum; ``clamp`` bounds the lr at η₀ / sqrt(clamp).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from ._base import LRSchedule
+from ._params import Param
+
+
+def hutchinson_trace(
+    loss: torch.Tensor, params: Sequence[torch.Tensor], *, n_probes: int = 1,
+    generator: torch.Generator | None = None,
+) -> float:
+    """Estimate tr(∇²loss) as the mean of vᵀHv over Rademacher vectors v."""
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    total = 0.0
+    for _ in range(n_probes):
+        vs = [
+            (torch.randint(0, 2, p.shape, generator=generator, dtype=p.dtype) * 2 - 1).to(p.device)
+            for p in params
+        ]
+        hvs = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
+        total += float(sum((v * hv).sum() for v, hv in zip(vs, hvs, strict=True)))
+    return total / n_probes
+
+
+def curvature_factor(trace_per_param: float, *, lam: float, clamp: float) -> float:
+    """Pure reference: the multiplier on η₀ for a given (smoothed) normalized trace."""
+    return 1.0 / math.sqrt(max(clamp, 1.0 + lam * trace_per_param))
+
+
+class CurvatureLR(LRSchedule):
+    interval = "step"
+    PARAMS = {
+        "lam": Param(float, 10.0, "λ, applied to tr(H) / parameter count", low=0.0),
+        "estimate_every": Param(int, 20, "batches between Hessian-trace estimates", low=1),
+        "beta": Param(float, 0.9, "EMA factor for the trace", low=0.0, high=1.0, high_open=True),
+        "clamp": Param(float, 0.25, "lower bound on 1 + λ·tr(H)", low=0.0, low_open=True),
+        "n_probes": Param(int, 1, "Rademacher vectors per estimate", low=1),
+    }
+
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, *, params: Iterable[torch.Tensor] | None = None,
+        lam: float = 10.0, estimate_every: int = 20, beta: float = 0.9, clamp: float = 0.25,
+        n_probes: int = 1, seed: int = 0,
+    ) -> None:
+        super().__init__(optimizer)
+        if params is None:
+            raise ValueError("curvature schedule needs params=model.parameters() to estimate tr(H)")
+        self.params = [p for p in params if p.requires_grad]
+        self.n_params = sum(p.numel() for p in self.params)
+        self.lam = lam
+        self.estimate_every = estimate_every
+        self.beta = beta
+        self.clamp = clamp
+        self.n_probes = n_probes
+        self.trace_ema: float | None = None
+        self.factor = 1.0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def before_backward(self, loss: torch.Tensor) -> None:
+        if self.last_step % self.estimate_every:
+            return
+        trace = hutchinson_trace(loss, self.params, n_probes=self.n_probes, generator=self.generator)
+        trace /= self.n_params
+        self.trace_ema = trace if self.trace_ema is None else self.beta * self.trace_ema + (1 - self.beta) * trace
+        self.factor = curvature_factor(self.trace_ema, lam=self.lam, clamp=self.clamp)
+        self._scale_base(self.factor)
+
+    def step(self, loss: float | None = None) -> None:
+        self.last_step += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.generator.set_state(state.pop("generator"))
+        super().load_state_dict(state)
+
+    def _apply_current(self) -> None:
+        self._scale_base(self.factor)

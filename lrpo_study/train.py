@@ -1,0 +1,264 @@
+"""The one training loop every method shares. No Optuna here: callers attach hooks."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .data import Split
+from .errors import UserError
+from .models import build_model, count_parameters
+from .schedules import LRPO, LRSchedule, make_schedule
+
+CURVES = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int  # 1-based: the number of epochs finished
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    lr: float  # mean lr of the first param group over the epoch's batches
+    seconds: float  # this epoch's training time (evaluation excluded, schedule overhead included)
+
+
+class Diverged(Exception):
+    """The loss went non-finite; the run cannot continue."""
+
+    def __init__(self, epoch: int, reason: str) -> None:
+        super().__init__(f"diverged at epoch {epoch}: {reason}")
+        self.epoch = epoch
+        self.reason = reason
+
+
+@dataclass
+class TrainResult:
+    method: str
+    hyperparameters: dict[str, Any]
+    model: str
+    model_parameters: int
+    seed: int
+    device: str
+    curves: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in CURVES})
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.curves["val_accuracy"])
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max(self.curves["val_accuracy"])
+
+    @property
+    def final_val_accuracy(self) -> float:
+        return self.curves["val_accuracy"][-1]
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.curves["val_loss"][-1]
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(self.curves["seconds"])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "model": self.model, "hyperparameters": self.hyperparameters,
+            "model_parameters": self.model_parameters, "seed": self.seed, "device": self.device,
+            "best_val_accuracy": self.best_val_accuracy, "final_val_accuracy": self.final_val_accuracy,
+            "final_val_loss": self.final_val_loss, "epochs": self.epochs,
+            "train_seconds": self.train_seconds, "curves": self.curves, **self.extras,
+        }
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but torch sees no CUDA device; use auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {name!r}; allowed: auto, cpu, cuda")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, chunk: int = 8192) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (a fraction) of ``model`` on (x, y)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.long)
+    for i in range(0, len(x), chunk):
+        out = model(x[i:i + chunk])
+        loss_sum += F.cross_entropy(out, y[i:i + chunk], reduction="sum")
+        correct += (out.argmax(1) == y[i:i + chunk]).sum()
+    return float(loss_sum) / len(x), int(correct) / len(x)
+
+
+def _make_probe(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Split, *, batch_size: int,
+    steps: int, seed: int,
+) -> Callable[[float], float]:
+    """probe(α): train ``steps`` batches at initial_lr·α from a snapshot, return the loss on a
+    held training batch, and restore everything (model, optimizer, RNG)."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    order = torch.randperm(len(data.train_x), generator=gen).to(data.train_x.device)
+    batches = [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+    held = order[steps * batch_size:(steps + 1) * batch_size]
+
+    def probe(alpha: float) -> float:
+        model_state = copy.deepcopy(model.state_dict())
+        opt_state = copy.deepcopy(optimizer.state_dict())
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        with torch.random.fork_rng(devices=[data.train_x.device] if data.train_x.is_cuda else []):
+            model.train()
+            for g in optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * alpha
+            for idx in batches:
+                optimizer.zero_grad(set_to_none=True)
+                F.cross_entropy(model(data.train_x[idx]), data.train_y[idx]).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                loss = float(F.cross_entropy(model(data.train_x[held]), data.train_y[held]))
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(opt_state)
+        for g, lr in zip(optimizer.param_groups, lrs, strict=True):
+            g["lr"] = lr
+        return loss if math.isfinite(loss) else float("inf")
+
+    return probe
+
+
+EpochHook = Callable[[EpochMetrics], None]
+StepHook = Callable[[int, torch.Tensor], None]
+
+
+def train(
+    *, method: str, hyperparameters: Mapping[str, Any], data: Split, model_name: str = "mlp",
+    seed: int = 42, device: torch.device | str = "cpu", on_epoch: Sequence[EpochHook] = (),
+    on_step: Sequence[StepHook] = (), progress: bool = False, probe_steps: int = 3,
+    on_checkpoint: Callable[[dict[str, Any]], None] | None = None, resume: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model_name`` on ``data`` with ``method``'s schedule; ``hyperparameters`` must be
+    resolved (see ``lrpo_study.hyperparameters.resolve``). ``data`` must already be on ``device``.
+
+    Hooks run after each batch (``on_step(global_step, loss)``) and each epoch
+    (``on_epoch(metrics)``); an exception raised by a hook stops training.
+    ``on_checkpoint(state)`` receives, after each epoch, everything needed to
+    continue identically (model, optimizer, schedule, RNG states, curves);
+    ``resume=state`` continues from such a state.
+    """
+    hp = dict(hyperparameters)
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model = build_model(model_name).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
+    )
+    n, bs, epochs = len(data.train_x), hp["batch_size"], hp["epochs"]
+    steps_per_epoch = math.ceil(n / bs)
+    probe = _make_probe(model, optimizer, data, batch_size=min(bs, n // (probe_steps + 1) or 1), steps=probe_steps, seed=seed)
+    schedule = make_schedule(
+        method, optimizer, hp, total_steps=epochs * steps_per_epoch, params=model.parameters(),
+        probe=probe, seed=seed,
+    )
+    result = TrainResult(method, hp, model_name, count_parameters(model), seed, str(device))
+    perm_gen = torch.Generator(device=device).manual_seed(seed)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    step, first_epoch = 0, 1
+    if resume is not None:
+        step, first_epoch = _restore(resume, model, optimizer, schedule, perm_gen, result)
+    bar = tqdm(total=epochs, initial=first_epoch - 1, desc=method, unit="epoch", disable=not progress, leave=False)
+    for epoch in range(first_epoch, epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=perm_gen)
+        loss_sum = torch.zeros((), device=device)
+        lr_sum = 0.0
+        for i in range(0, n, bs):
+            idx = perm[i:i + bs]
+            lr_sum += optimizer.param_groups[0]["lr"]
+            loss = F.cross_entropy(model(data.train_x.index_select(0, idx)), data.train_y.index_select(0, idx))
+            schedule.before_backward(loss)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            step += 1
+            if schedule.interval == "step":
+                schedule.step(float(loss) if schedule.needs_loss else None)
+            for hook in on_step:
+                hook(step, loss)
+        train_loss = float(loss_sum) / n
+        sync()
+        seconds = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise Diverged(epoch, f"train loss is {train_loss}")
+        val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
+        if not math.isfinite(val_loss):
+            raise Diverged(epoch, f"validation loss is {val_loss}")
+        if schedule.interval == "epoch" and epoch < epochs:
+            start = time.perf_counter()
+            _epoch_step(schedule, train_loss, val_loss)
+            sync()
+            seconds += time.perf_counter() - start
+        metrics = EpochMetrics(epoch, train_loss, val_loss, val_acc, lr_sum / steps_per_epoch, seconds)
+        for name in CURVES:
+            result.curves[name].append(getattr(metrics, name))
+        bar.update(1)
+        bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{val_acc:.4f}")
+        for epoch_hook in on_epoch:
+            epoch_hook(metrics)
+        if on_checkpoint is not None:
+            on_checkpoint(_snapshot(epoch, step, model, optimizer, schedule, perm_gen, result))
+    bar.close()
+    if isinstance(schedule, LRPO):
+        result.extras.update(alpha=schedule.alpha, predictor_seconds=schedule.predictor_seconds)
+        if schedule.probe_record:
+            result.extras["probe"] = schedule.probe_record
+    return result
+
+
+def _epoch_step(schedule: LRSchedule, train_loss: float, val_loss: float) -> None:
+    if not schedule.needs_loss:
+        schedule.step()
+    else:
+        schedule.step(val_loss if schedule.monitor == "val_loss" else train_loss)
+
+
+def _snapshot(
+    epoch: int, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule, perm_gen: torch.Generator, result: TrainResult,
+) -> dict[str, Any]:
+    """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it back."""
+    return copy.deepcopy({
+        "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "perm_rng": perm_gen.get_state(), "curves": result.curves,
+    })
+
+
+def _restore(
+    state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule, perm_gen: torch.Generator, result: TrainResult,
+) -> tuple[int, int]:
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(copy.deepcopy(state["schedule"]))
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"]:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    perm_gen.set_state(state["perm_rng"])
+    result.curves = copy.deepcopy(dict(state["curves"]))
+    return int(state["step"]), int(state["epoch"]) + 1

@@ -1,0 +1,115 @@
+"""Epoch time: the reference code's DataLoader loop vs our tensor loop, and the FLOP-bound limit.
+
+    python scripts/bench_epoch.py [--data-dir D] [--device cpu|cuda|auto] [--epochs 3]
+
+All three numbers come from this run on this machine: the reference style
+(torchvision ToTensor + Normalize per sample, DataLoader, batch 1024, the
+paper MLP with torch's Dropout), our loop (``lrpo_study.train``, fixed lr,
+same model, data and batch size), and the FLOP bound
+6 · parameters · samples / (matmul FLOP/s measured now, the best of the
+model's own layer shape and a large square matmul). Last line:
+``speedup=<reference/ours> flop_fraction=<bound/ours>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+from torchvision.datasets import FashionMNIST
+
+from lrpo_study.data import MEAN, STD, load_split, resolve_root
+from lrpo_study.hyperparameters import resolve
+from lrpo_study.models import count_parameters
+from lrpo_study.train import resolve_device, train
+
+SAMPLES, BATCH = 20000, 1024
+
+
+def reference_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.4),
+        nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(64, 32), nn.ReLU(),
+        nn.Linear(32, 10),
+    )
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reference_epochs(data_dir: str | None, device: torch.device, epochs: int) -> list[float]:
+    root, download = resolve_root(data_dir)
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
+    full = FashionMNIST(root=str(root), train=True, download=download, transform=tf)
+    indices = torch.randperm(len(full), generator=torch.Generator().manual_seed(42))[:SAMPLES].tolist()
+    loader = DataLoader(Subset(full, indices), batch_size=BATCH, shuffle=True)
+    torch.manual_seed(42)
+    model = reference_mlp().to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    times = []
+    for _ in range(epochs):
+        model.train()
+        start = time.perf_counter()
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_flops(device: torch.device) -> float:
+    best = 0.0
+    for m, k, n in ((BATCH, 784, 256), (2048, 2048, 2048)):
+        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+        for _ in range(3):
+            a @ b
+        sync(device)
+        reps = max(3, int(2e10 // (2 * m * k * n)))
+        start = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        sync(device)
+        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+    print(f"device: {name}, torch {torch.__version__}")
+
+    ref = reference_epochs(args.data_dir, device, args.epochs)
+    data = load_split(split="paper", data_dir=args.data_dir, seed=42, train_size=SAMPLES).to(device)
+    hp = resolve("fixed", {"epochs": args.epochs + 1})
+    ours = train(method="fixed", hyperparameters=hp, data=data, seed=42, device=device).curves["seconds"][1:]
+    flops = matmul_flops(device)
+    params = count_parameters(reference_mlp())
+    bound = 6 * params * SAMPLES / flops
+    ref_s, ours_s = statistics.median(ref), statistics.median(ours)
+    print(f"reference DataLoader epoch: {ref_s:.3f} s  (epochs: {', '.join(f'{t:.3f}' for t in ref)})")
+    print(f"our tensor-loop epoch:      {ours_s:.3f} s  (epochs: {', '.join(f'{t:.3f}' for t in ours)})")
+    print(f"matmul: {flops / 1e9:.1f} GFLOP/s; FLOP bound 6*{params}*{SAMPLES}/that = {bound:.3f} s/epoch")
+    print(f"speedup={ref_s / ours_s:.2f} flop_fraction={bound / ours_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

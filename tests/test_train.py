@@ -1,0 +1,91 @@
+"""The shared loop: real training on a real Fashion-MNIST subset."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from lrpo_study.data import Split
+from lrpo_study.hyperparameters import METHODS, resolve
+from lrpo_study.train import train
+
+METHOD_SETTINGS = {
+    "fixed": {},
+    "cosine": {},
+    "onecycle": {},
+    "greedylr": {"patience": 0, "factor": 0.7},
+    "curvature": {"estimate_every": 2, "lam": 1000.0},
+    "lrpo": {"pretrain_epochs": 2, "finetune_epochs": 1, "variant": "predicted"},
+}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_checkpoint_round_trip_continues_identically(method: str, small_split: Split) -> None:
+    hp = resolve(method, {"epochs": 4, "batch_size": 512, **METHOD_SETTINGS[method]})
+    saved: dict[int, bytes] = {}
+
+    def keep(state: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        saved[state["epoch"]] = buffer.getvalue()
+
+    full = train(method=method, hyperparameters=hp, data=small_split, seed=5, on_checkpoint=keep)
+    state = torch.load(io.BytesIO(saved[2]), weights_only=True)
+    resumed = train(method=method, hyperparameters=hp, data=small_split, seed=5, resume=state)
+    for name, curve in full.curves.items():
+        if name == "seconds":
+            continue
+        torch.testing.assert_close(torch.tensor(resumed.curves[name]), torch.tensor(curve), msg=name)
+    assert len(set(full.curves["lr"])) > 1 or method == "fixed"  # the schedule really moved the lr
+
+
+def test_training_learns_and_is_seeded(small_split: Split) -> None:
+    hp = resolve("fixed", {"epochs": 3})
+    a = train(method="fixed", hyperparameters=hp, data=small_split, seed=1)
+    b = train(method="fixed", hyperparameters=hp, data=small_split, seed=1)
+    c = train(method="fixed", hyperparameters=hp, data=small_split, seed=2)
+    assert a.curves["val_loss"] == b.curves["val_loss"]
+    assert a.curves["val_loss"] != c.curves["val_loss"]
+    assert a.curves["train_loss"][-1] < a.curves["train_loss"][0]
+    assert all(0.0 <= acc <= 1.0 for acc in a.curves["val_accuracy"])
+    assert a.train_seconds == pytest.approx(sum(a.curves["seconds"]))
+
+
+def test_hooks_see_every_step_and_epoch(small_split: Split) -> None:
+    steps, epochs = [], []
+    hp = resolve("cosine", {"epochs": 2, "batch_size": 512})
+    train(
+        method="cosine", hyperparameters=hp, data=small_split, on_step=[lambda s, loss: steps.append(s)],
+        on_epoch=[lambda m: epochs.append(m.epoch)],
+    )
+    assert steps == list(range(1, 9)) and epochs == [1, 2]
+
+
+def test_lrpo_records_the_alpha_it_used(small_split: Split) -> None:
+    hp = resolve("lrpo", {"epochs": 4})
+    result = train(method="lrpo", hyperparameters=hp, data=small_split)
+    alpha = result.extras["alpha"]
+    assert 0.5 <= alpha <= 2.0
+    assert result.curves["lr"][hp["pretrain_epochs"]] == pytest.approx(hp["lr"] * alpha)
+    assert result.curves["lr"][-1] == pytest.approx(hp["finetune_lr"])
+
+
+def test_several_param_groups_keep_their_ratio(small_split: Split) -> None:
+    from lrpo_study.models import build_model
+    from lrpo_study.schedules import make_schedule
+
+    model = build_model("mlp")
+    params = list(model.parameters())
+    opt = torch.optim.SGD([{"params": params[:4], "lr": 0.1}, {"params": params[4:], "lr": 0.01}], lr=0.1)
+    for method in METHODS:
+        hp = resolve(method, {"epochs": 4})
+        sched = make_schedule(method, opt, hp, total_steps=40, params=params, probe=lambda a: 1.0 / a)
+        for _ in range(3):
+            opt.step()
+            sched.step(0.5) if sched.needs_loss else sched.step()
+            lrs = sched.get_last_lr()
+            assert lrs[0] == pytest.approx(10 * lrs[1]), method
+        for g, base in zip(opt.param_groups, (0.1, 0.01)):
+            g["lr"] = g["initial_lr"] = base
