@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from .config import SAMPLERS
 from .errors import UserError
 from .hyperparameters import METHODS
+from .storage import DEFAULT_STORAGE
+
+DEFAULT_STUDY = Path(__file__).with_name("default_study.toml")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,10 +64,51 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     _add_data_args(run)
 
-    from . import _optimize_cli  # noqa: PLC0415  (keeps `run` importable without optuna's import cost)
-
-    _optimize_cli.add_parsers(sub, _add_data_args)
+    opt = sub.add_parser(
+        "optimize", help="run Optuna studies from study files into one storage",
+        description="Run each study file in turn into one storage. Running a study again resumes it.",
+    )
+    opt.add_argument("studies", nargs="*", metavar="STUDY.toml", help=f"study files (default: the small built-in study {DEFAULT_STUDY.name})")
+    opt.add_argument("--storage", default=DEFAULT_STORAGE, help="sqlite:///PATH (default %(default)s), journal:PATH or postgresql+psycopg://...")
+    opt.add_argument("--n-trials", type=int, help="total finished trials wanted per study (a resumed study runs only what is missing); default: the file's n_trials")
+    opt.add_argument("--workers", type=int, default=1, help="worker processes on the storage (needs journal: or postgresql)")
+    opt.add_argument("--sampler", choices=SAMPLERS, help="override the file's sampler")
+    opt.add_argument("--seed", type=int, help="override the file's sampler seed")
+    opt.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS", help="RDB heartbeat interval; a trial silent for 3x this is failed and retried (default %(default)s)")
+    opt.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_data_args(opt)
+    opt.set_defaults(handler=cmd_optimize)
     return parser
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from .config import load_spec
+    from .runner import RunOptions, run_all
+
+    if args.n_trials is not None and args.n_trials < 1:
+        raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
+    if args.heartbeat < 1:
+        raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    specs = [load_spec(path) for path in (args.studies or [DEFAULT_STUDY])]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise UserError(f"two study files name the same study: {sorted(n for n in names if names.count(n) > 1)[0]!r}")
+    from .data import resolve_root
+    from .train import resolve_device
+
+    resolve_root(args.data_dir)
+    resolve_device(args.device)
+    options = RunOptions(
+        storage=args.storage, heartbeat=args.heartbeat, n_trials=args.n_trials, workers=args.workers, sampler=args.sampler,
+        seed=args.seed, device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
+    )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_all(specs, options)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -11,6 +11,8 @@ from lrpo_study.data import Split, load_split
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LRPO_DATA_DIR") or REPO.parent / "shared" / "data")
+# CLI subprocesses inherit this: tests never download.
+os.environ["LRPO_DATA_DIR"] = str(DATA_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +42,32 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
     assert "Traceback" not in proc.stderr
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+PG_URL = os.environ.get("LRPO_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """The real PostgreSQL server. Unreachable is a failure, never a skip."""
+    import psycopg
+
+    try:
+        psycopg.connect(PG_URL.replace("postgresql+psycopg", "postgresql"), connect_timeout=5).close()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL at {PG_URL} is unreachable ({exc}); start it or set LRPO_PG_URL")
+    return PG_URL
+
+
+def write_study(
+    path: Path, *, name: str, method: str = "fixed", n_trials: int = 4, objectives: str = '["best_val_accuracy", "train_seconds"]',
+    pruning: str = 'rule = "none"', fixed: str = "epochs = 3\nbatch_size = 128", search: str = 'lr = { type = "float", low = 0.01, high = 0.2, log = true }',
+    sampler: str = "tpe", extra: str = "",
+) -> Path:
+    """A small real study: 1,024 training / 256 validation images, a few epochs per trial."""
+    path.write_text(
+        f'[study]\nname = "{name}"\nmethod = "{method}"\nobjectives = {objectives}\nsampler = "{sampler}"\n'
+        f"n_trials = {n_trials}\ntrain_size = 1024\nval_size = 256\n{extra}\n"
+        f"[pruning]\n{pruning}\n\n[fixed]\n{fixed}\n\n[search]\n{search}\n"
+    )
+    return path

@@ -45,7 +45,7 @@ def curvature_factor(trace_per_param: float, *, lam: float, clamp: float) -> flo
 class CurvatureLR(LRSchedule):
     interval = "step"
     PARAMS = {
-        "lam": Param(float, 10.0, "λ, applied to tr(H) / parameter count", low=0.0),
+        "lam": Param(float, 1000.0, "λ, applied to tr(H) / parameter count", low=0.0),
         "estimate_every": Param(int, 20, "batches between Hessian-trace estimates", low=1),
         "beta": Param(float, 0.9, "EMA factor for the trace", low=0.0, high=1.0, high_open=True),
         "clamp": Param(float, 0.25, "lower bound on 1 + λ·tr(H)", low=0.0, low_open=True),
@@ -54,7 +54,7 @@ class CurvatureLR(LRSchedule):
 
     def __init__(
         self, optimizer: torch.optim.Optimizer, *, params: Iterable[torch.Tensor] | None = None,
-        lam: float = 10.0, estimate_every: int = 20, beta: float = 0.9, clamp: float = 0.25,
+        lam: float = 1000.0, estimate_every: int = 20, beta: float = 0.9, clamp: float = 0.25,
         n_probes: int = 1, seed: int = 0,
     ) -> None:
         super().__init__(optimizer)

@@ -1,0 +1,274 @@
+"""StudySpec: a study file (TOML, read with tomllib) parsed and validated before anything runs.
+
+Every error is a ``UserError`` whose one line names the file and the key.
+See ``studies/README.md`` for the format.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import SPLITS
+from .errors import UserError
+from .hyperparameters import METHODS, method_params, resolve
+from .models import MODELS
+
+# name -> (direction, human label)
+OBJECTIVES: dict[str, str] = {
+    "best_val_accuracy": "maximize",
+    "final_val_accuracy": "maximize",
+    "final_val_loss": "minimize",
+    "train_seconds": "minimize",
+    "epochs": "minimize",
+}
+SAMPLERS = ("tpe", "nsgaii", "random", "gp")
+SINGLE_PRUNERS = ("median", "successive_halving", "hyperband", "none")
+MULTI_PRUNERS = ("quantile", "none")
+_STUDY_KEYS = {
+    "name": str, "method": str, "model": str, "split": str, "objectives": list, "sampler": str,
+    "n_trials": int, "seed": int, "train_seed": int, "train_size": int, "val_size": int, "description": str,
+}
+_PRUNING_KEYS = {"rule": str, "warmup_epochs": int, "min_trials": int, "quantile": float, "cost_tolerance": float}
+_SEARCH_KEYS = {"type": str, "low": (int, float), "high": (int, float), "log": bool, "step": (int, float), "choices": list, "when": dict}
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: str  # int | float | categorical
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    when: dict[str, Any] = field(default_factory=dict)
+
+    def contains(self, value: Any) -> bool:
+        if self.type == "categorical":
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        assert self.low is not None and self.high is not None
+        return self.low <= value <= self.high and (self.type == "float" or float(value).is_integer())
+
+    def active(self, values: dict[str, Any]) -> bool:
+        return all(values.get(k) == v for k, v in self.when.items())
+
+
+@dataclass(frozen=True)
+class PruningSpec:
+    rule: str = "none"
+    warmup_epochs: int = 2
+    min_trials: int = 5
+    quantile: float = 0.5
+    cost_tolerance: float = 0.1
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    path: str
+    name: str
+    method: str
+    model: str = "mlp"
+    split: str = "holdout"
+    objectives: tuple[str, ...] = ("best_val_accuracy", "train_seconds")
+    sampler: str = "tpe"
+    n_trials: int = 20
+    seed: int = 0
+    train_seed: int = 42
+    train_size: int = 20000
+    val_size: int = 4000
+    description: str = ""
+    pruning: PruningSpec = PruningSpec()
+    fixed: dict[str, Any] = field(default_factory=dict)
+    search: tuple[SearchParam, ...] = ()
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly copy, stored in the study's user_attrs."""
+        return {
+            "name": self.name, "method": self.method, "model": self.model, "split": self.split,
+            "objectives": list(self.objectives), "sampler": self.sampler, "n_trials": self.n_trials,
+            "seed": self.seed, "train_seed": self.train_seed, "train_size": self.train_size,
+            "val_size": self.val_size, "fixed": self.fixed, "pruning": self.pruning.__dict__,
+            "search": {p.name: {k: v for k, v in p.__dict__.items() if k != "name"} for p in self.search},
+        }
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    path = Path(path)
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{where}: cannot read study file: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{where}: TOML syntax error: {exc}") from exc
+    return parse_spec(raw, where=where)
+
+
+def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
+    def fail(key: str, message: str) -> UserError:
+        return UserError(f"{where}: {key}: {message}")
+
+    _only(raw, {"study", "pruning", "fixed", "search"}, "", fail)
+    study = raw.get("study")
+    if not isinstance(study, dict):
+        raise fail("study", "missing [study] table")
+    _check_types(study, _STUDY_KEYS, "study", fail)
+    for key in ("name", "method"):
+        if key not in study:
+            raise fail(f"study.{key}", "required")
+    _choice(study, "method", METHODS, fail)
+    _choice(study, "model", tuple(MODELS), fail)
+    _choice(study, "split", SPLITS, fail)
+    _choice(study, "sampler", SAMPLERS, fail)
+    for key in ("n_trials", "train_size", "val_size"):
+        if key in study and study[key] < 1:
+            raise fail(f"study.{key}", f"must be >= 1, got {study[key]}")
+    objectives = tuple(study.get("objectives", StudySpec.objectives))
+    if not objectives or len(set(objectives)) != len(objectives):
+        raise fail("study.objectives", "must be a non-empty list without repeats")
+    for name in objectives:
+        if name not in OBJECTIVES:
+            raise fail("study.objectives", f"unknown objective {name!r}; allowed: {', '.join(OBJECTIVES)}")
+    method = study["method"]
+    params = method_params(method)
+
+    pruning_raw = raw.get("pruning", {})
+    if not isinstance(pruning_raw, dict):
+        raise fail("pruning", "must be a table")
+    _check_types(pruning_raw, _PRUNING_KEYS, "pruning", fail)
+    pruning = PruningSpec(**pruning_raw)
+    allowed_rules = MULTI_PRUNERS if len(objectives) > 1 else SINGLE_PRUNERS
+    if pruning.rule not in allowed_rules:
+        kind = "multi" if len(objectives) > 1 else "single"
+        raise fail("pruning.rule", f"unknown rule {pruning.rule!r} for a {kind}-objective study; allowed: {', '.join(allowed_rules)}")
+    if not 0.0 < pruning.quantile < 1.0:
+        raise fail("pruning.quantile", f"must be in (0, 1), got {pruning.quantile}")
+    if pruning.warmup_epochs < 0 or pruning.min_trials < 1 or pruning.cost_tolerance < 0:
+        raise fail("pruning", "warmup_epochs >= 0, min_trials >= 1 and cost_tolerance >= 0 are required")
+    if len(objectives) == 1 and pruning.rule != "none" and objectives[0] in ("train_seconds", "epochs"):
+        raise fail("pruning.rule", f"pruning needs an accuracy or loss objective, not {objectives[0]!r}")
+
+    fixed_raw = raw.get("fixed", {})
+    if not isinstance(fixed_raw, dict):
+        raise fail("fixed", "must be a table")
+    fixed: dict[str, Any] = {}
+    for key, value in fixed_raw.items():
+        if key not in params:
+            raise fail(f"fixed.{key}", f"unknown hyperparameter for {method}; allowed: {', '.join(params)}")
+        try:
+            fixed[key] = params[key].validate(key, value)
+        except ValueError as exc:
+            raise fail(f"fixed.{key}", str(exc)) from exc
+
+    search_raw = raw.get("search", {})
+    if not isinstance(search_raw, dict):
+        raise fail("search", "must be a table")
+    search: list[SearchParam] = []
+    for name, entry in search_raw.items():
+        key = f"search.{name}"
+        if name not in params:
+            raise fail(key, f"unknown hyperparameter for {method}; allowed: {', '.join(params)}")
+        if name in fixed:
+            raise fail(key, "is also in [fixed]; a value is either fixed or searched")
+        if not isinstance(entry, dict):
+            raise fail(key, "must be a table like { type = \"float\", low = 0.1, high = 1.0 }")
+        search.append(_parse_search(name, entry, params[name], key, {p.name for p in search} | set(fixed), fail))
+
+    spec = StudySpec(
+        path=where, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
+        **{k: v for k, v in study.items() if k != "objectives"},
+    )
+    _check_corners(spec, fail)
+    return spec
+
+
+def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlier: set[str], fail: Any) -> SearchParam:
+    _check_types(entry, _SEARCH_KEYS, key, fail)
+    kind = entry.get("type")
+    if kind not in ("int", "float", "categorical"):
+        raise fail(f"{key}.type", f"must be int, float or categorical, got {kind!r}")
+    when = entry.get("when", {})
+    for cond in when:
+        if cond not in earlier:
+            raise fail(f"{key}.when", f"{cond!r} must be a fixed or earlier searched hyperparameter")
+    if kind == "categorical":
+        choices = entry.get("choices")
+        if not choices:
+            raise fail(f"{key}.choices", "a categorical parameter needs a non-empty choices list")
+        extra = set(entry) - {"type", "choices", "when"}
+        if extra:
+            raise fail(f"{key}.{sorted(extra)[0]}", "not allowed for a categorical parameter")
+        for choice in choices:
+            try:
+                param.validate(name, choice)
+            except ValueError as exc:
+                raise fail(f"{key}.choices", str(exc)) from exc
+        return SearchParam(name, kind, choices=tuple(choices), when=when)
+    if "choices" in entry:
+        raise fail(f"{key}.choices", f"only for categorical parameters, not {kind}")
+    for bound in ("low", "high"):
+        if bound not in entry:
+            raise fail(f"{key}.{bound}", "required")
+        if kind == "int" and not isinstance(entry[bound], int):
+            raise fail(f"{key}.{bound}", f"must be an integer for an int parameter, got {entry[bound]!r}")
+        try:
+            param.validate(name, entry[bound] if kind == "int" else float(entry[bound]))
+        except ValueError as exc:
+            raise fail(f"{key}.{bound}", str(exc)) from exc
+    low, high = entry["low"], entry["high"]
+    if low > high:
+        raise fail(key, f"low must be <= high, got low={low} high={high}")
+    log = entry.get("log", False)
+    if log and low <= 0:
+        raise fail(f"{key}.low", f"a log range needs low > 0, got low={low}")
+    if log and "step" in entry:
+        raise fail(f"{key}.step", "cannot be combined with log = true")
+    if param.kind is int and kind != "int":
+        raise fail(f"{key}.type", f"{name} is an integer hyperparameter: use type = \"int\"")
+    return SearchParam(name, kind, low=low, high=high, log=log, step=entry.get("step"), when=when)
+
+
+def _check_corners(spec: StudySpec, fail: Any) -> None:
+    """Resolve the lowest and highest corner of the space, so a conflict fails now, not in trial 37."""
+    for corner in ("low", "high"):
+        values = dict(spec.fixed)
+        for p in spec.search:
+            if p.active(values):
+                values[p.name] = p.choices[0 if corner == "low" else -1] if p.type == "categorical" else getattr(p, corner)
+        try:
+            resolve(spec.method, values)
+        except ValueError as exc:
+            raise fail("search", f"the {corner} corner of the space is invalid: {exc}") from exc
+
+
+def _only(table: dict[str, Any], allowed: set[str], prefix: str, fail: Any) -> None:
+    for key in table:
+        if key not in allowed:
+            raise fail(f"{prefix}{key}", f"unknown key; allowed: {', '.join(sorted(allowed))}")
+
+
+def _check_types(table: dict[str, Any], types: dict[str, Any], prefix: str, fail: Any) -> None:
+    _only(table, set(types), f"{prefix}.", fail)
+    for key, value in table.items():
+        expected = types[key]
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            table[key] = value = float(value)
+        bad_bool = isinstance(value, bool) and expected is not bool
+        if bad_bool or not isinstance(value, expected) or (isinstance(value, float) and not math.isfinite(value)):
+            names = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+            raise fail(f"{prefix}.{key}", f"must be {names}, got {value!r}")
+
+
+def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], fail: Any) -> None:
+    if key in table and table[key] not in allowed:
+        raise fail(f"study.{key}", f"unknown {key} {table[key]!r}; allowed: {', '.join(allowed)}")

@@ -1,0 +1,74 @@
+"""Early stopping: Optuna's pruners for one objective, our rule for several.
+
+Optuna's pruners refuse multi-objective studies (``trial.report`` is single
+objective only), so multi-objective studies use ``QuantileRule``:
+
+    At epoch e (e > warmup_epochs, and not the trial's last epoch), look at
+    the finished trials (complete or pruned) that trained at least e epochs.
+    If there are at least ``min_trials`` of them, prune when the trial's
+    validation accuracy at e is strictly below their ``quantile``-quantile at
+    e **and** its training seconds so far are not lower than their median at
+    e by more than ``cost_tolerance`` (a trial that lags while being clearly
+    cheaper may still reach the cheap end of the Pareto front).
+
+Strictly below: trials that are identical by construction at epoch e (the
+shared pretrain of an LRPO study) never prune each other there. The reason and
+epoch go into the trial's user_attrs (``pruned_reason``, ``pruned_epoch``).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from .config import PruningSpec
+
+
+def optuna_pruner(spec: PruningSpec) -> optuna.pruners.BasePruner:
+    """The Optuna pruner for a single-objective study's ``pruning.rule``."""
+    if spec.rule == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.min_trials, n_warmup_steps=spec.warmup_epochs)
+    if spec.rule == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, spec.warmup_epochs))
+    if spec.rule == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, spec.warmup_epochs))
+    return optuna.pruners.NopPruner()
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class QuantileRule:
+    spec: PruningSpec
+
+    def reason(
+        self, study: optuna.Study, *, epoch: int, total_epochs: int, accuracy: float, seconds_so_far: float
+    ) -> str | None:
+        """Why the trial should stop at ``epoch``, or None to go on."""
+        if epoch <= self.spec.warmup_epochs or epoch >= total_epochs:
+            return None
+        accs, costs = [], []
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+            curves = t.user_attrs.get("curves")
+            if curves and len(curves["val_accuracy"]) >= epoch:
+                accs.append(curves["val_accuracy"][epoch - 1])
+                costs.append(sum(curves["seconds"][:epoch]))
+        if len(accs) < self.spec.min_trials:
+            return None
+        threshold = _quantile(accs, self.spec.quantile)
+        cheap = seconds_so_far < statistics.median(costs) * (1.0 - self.spec.cost_tolerance)
+        if accuracy < threshold and not cheap:
+            return (
+                f"val accuracy {accuracy:.4f} < {self.spec.quantile:g}-quantile {threshold:.4f} of "
+                f"{len(accs)} trials at epoch {epoch}, at no lower cost"
+            )
+        return None

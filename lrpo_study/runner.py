@@ -1,0 +1,200 @@
+"""Run study specs against a storage: create or resume, enqueue references, fan out workers."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+import torch
+from joblib import Parallel, delayed
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from .config import StudySpec
+from .data import load_split
+from .errors import UserError
+from .objective import REFERENCES, Objective, reference_params
+from .pruning import optuna_pruner
+from .storage import mask_url, open_storage
+from .train import resolve_device
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SPEC_ATTR = "lrpo_study_spec"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    storage: str
+    heartbeat: int = 20
+    n_trials: int | None = None
+    workers: int = 1
+    sampler: str | None = None
+    seed: int | None = None
+    device: str = "auto"
+    data_dir: str | None = None
+    progress: bool = True
+
+    def open_storage(self) -> optuna.storages.BaseStorage:
+        return open_storage(self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat)
+
+
+def make_sampler(name: str, seed: int, *, parallel: bool) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
+        if name == "nsgaii":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        try:
+            import scipy  # noqa: F401, PLC0415
+        except ImportError:
+            raise UserError("sampler 'gp' needs scipy: pip install scipy") from None
+        return optuna.samplers.GPSampler(seed=seed)
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study (or load it, checking it is the same kind) and enqueue reference trials once."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    study = optuna.create_study(
+        study_name=spec.name, storage=storage, directions=spec.directions, load_if_exists=True,
+    )
+    if [d.name.lower() for d in study.directions] != spec.directions:
+        raise UserError(f"{spec.path}: study {spec.name!r} already exists with other objectives; rename it")
+    stored = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        study.set_metric_names(list(spec.objectives))
+        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        for tag in REFERENCES:
+            params = reference_params(spec, tag)
+            if params is not None:
+                study.enqueue_trial(params, user_attrs={"reference": tag}, skip_if_exists=True)
+    elif stored["method"] != spec.method:
+        raise UserError(f"{spec.path}: study {spec.name!r} already exists for method {stored['method']!r}")
+    return study
+
+
+def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int) -> None:
+    """One worker: its own storage connection, data copy and seeded sampler."""
+    if options.workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    device = resolve_device(options.device)
+    data = load_split(
+        split=spec.split, data_dir=options.data_dir, seed=spec.train_seed, train_size=spec.train_size,
+        val_size=spec.val_size,
+    ).to(device)
+    seed = (spec.seed if options.seed is None else options.seed) + worker
+    study = optuna.load_study(
+        study_name=spec.name, storage=options.open_storage(),
+        sampler=make_sampler(options.sampler or spec.sampler, seed, parallel=options.workers > 1),
+        pruner=optuna_pruner(spec.pruning) if len(spec.objectives) == 1 else None,
+    )
+    study.optimize(Objective(spec, data, device), n_trials=n_trials, gc_after_trial=False)
+
+
+class _Monitor:
+    """A progress bar over finished trials, polled from the storage (works for any worker count)."""
+
+    def __init__(self, spec: StudySpec, storage_url: str, start: int, target: int, enabled: bool) -> None:
+        self.spec, self.url, self.enabled = spec, storage_url, enabled
+        self.bar = tqdm(total=target, initial=start, desc=spec.name, unit="trial", disable=not enabled)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _Monitor:
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.enabled:
+            self.thread.join()
+        self.bar.close()
+
+    def _poll(self) -> None:
+        study = optuna.load_study(study_name=self.spec.name, storage=open_storage(self.url))
+        while True:
+            self.refresh(study)
+            if self.stop.wait(1.0):
+                self.refresh(study)
+                return
+
+    def refresh(self, study: optuna.Study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        done = sum(t.state in FINISHED for t in trials)
+        pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        postfix = {"pruned": pruned}
+        if len(study.directions) > 1:
+            postfix["pareto"] = len(study.best_trials) if complete else 0
+        elif complete:
+            postfix["best"] = f"{study.best_value:.4f}"
+        self.bar.n = done
+        self.bar.set_postfix(postfix, refresh=True)
+
+
+def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
+    if options.workers > 1 and not options.storage.startswith(("journal:", "postgresql", "mysql")):
+        raise UserError(
+            f"--workers {options.workers} needs a storage several processes can share: "
+            f"journal:PATH or postgresql+psycopg://..., not {mask_url(options.storage)}"
+        )
+    storage = options.open_storage()
+    study = prepare_study(spec, storage)
+    target = options.n_trials or spec.n_trials
+    done = count_finished(study)
+    missing = target - done
+    if missing <= 0:
+        print(f"{spec.name}: {done} finished trials already (target {target}); nothing to run")
+        return study
+    shares = [missing // options.workers + (i < missing % options.workers) for i in range(options.workers)]
+    with _Monitor(spec, options.storage, done, target, options.progress):
+        if options.workers == 1:
+            _work(spec, options, missing, 0)
+        else:
+            Parallel(n_jobs=options.workers, backend="loky")(
+                delayed(_work)(spec, options, share, i) for i, share in enumerate(shares) if share
+            )
+            # Trials lost to a failure or a dead worker's retry come back here, once.
+            missing = target - count_finished(study)
+            if missing > 0:
+                _work(spec, options, missing, options.workers)
+    return study
+
+
+def pareto_table(study: optuna.Study) -> str:
+    names = study.metric_names or [f"value{i}" for i in range(len(study.directions))]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return f"{study.study_name}: no complete trials"
+    best = sorted(study.best_trials, key=lambda t: t.values)
+    header = f"{'trial':>5}  " + "  ".join(f"{n:>18}" for n in names) + "  reference  params"
+    rows = [f"Pareto trials of {study.study_name} ({len(best)} of {len(complete)} complete):", header]
+    for t in best:
+        values = "  ".join(f"{v:>18.4f}" for v in t.values)
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        rows.append(f"{t.number:>5}  {values}  {t.user_attrs.get('reference', ''):>9}  {params}")
+    return "\n".join(rows)
+
+
+def run_all(specs: Sequence[StudySpec], options: RunOptions) -> list[optuna.Study]:
+    studies = []
+    for spec in specs:
+        start = time.perf_counter()
+        study = run_study(spec, options)
+        print(pareto_table(study))
+        print(f"{spec.name}: {time.perf_counter() - start:.1f} s in storage {mask_url(options.storage)}")
+        studies.append(study)
+    return studies

@@ -1,0 +1,69 @@
+"""Storage URL → Optuna storage, with the password masked wherever the URL is shown.
+
+- ``sqlite:///PATH``: one worker (the default, ``sqlite:///lrpo_study.db``);
+- ``journal:PATH``: Optuna's JournalStorage on a file, for several processes on one machine;
+- ``postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/DB`` (or ``mysql+...``): several machines.
+
+RDB storages get Optuna's heartbeat: a trial whose worker stops beating for
+``grace_period`` seconds is failed and re-queued
+(``RetryHeartbeatStaleTrialCallback``) by the next worker that starts a trial.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+
+from .errors import UserError
+
+DEFAULT_STORAGE = "sqlite:///lrpo_study.db"
+_RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+_PASSWORD = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<pw>[^@]*)(?P<tail>@)", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host/db``: the only form of a storage URL the tool ever prints."""
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
+
+
+def mask_text(text: str, url: str) -> str:
+    """Mask ``url``'s password wherever it appears in ``text`` (driver error messages echo it)."""
+    match = _PASSWORD.search(url)
+    text = text.replace(url, mask_url(url))
+    if match and match["pw"]:
+        text = text.replace(match["pw"], "***")
+    return text
+
+
+def is_rdb(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0].lower() in _RDB_SCHEMES
+
+
+def open_storage(url: str, *, heartbeat_interval: int = 20, grace_period: int = 60) -> optuna.storages.BaseStorage:
+    """Open (and, for RDB, connect to) the storage; every failure is a one-line ``UserError``."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    try:
+        if scheme == "journal":
+            path = url[len("journal:"):]
+            if not path:
+                raise UserError("journal storage needs a path: journal:PATH")
+            return JournalStorage(JournalFileBackend(path))
+        if scheme in _RDB_SCHEMES:
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+    except UserError:
+        raise
+    except Exception as exc:  # sqlalchemy / driver / OS errors: a bad URL, host, password or path
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"cannot open storage {mask_url(url)}: {mask_text(first, url)}") from None
+    raise UserError(
+        f"unknown storage {mask_url(url)!r}; use sqlite:///PATH, journal:PATH or postgresql+psycopg://USER@HOST/DB"
+    )

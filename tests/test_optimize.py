@@ -1,0 +1,151 @@
+"""`optimize` against real storages, in real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrpo_study.storage import open_storage
+
+from .conftest import REPO, assert_one_line_error, run_cli, write_study
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def load(name: str, url: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def optimize(study: Path, storage: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    proc = run_cli("optimize", str(study), "--storage", storage, "--no-progress", "--device", "cpu", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_sqlite_study_records_everything_and_optuna_cli_reads_it(tmp_path: Path) -> None:
+    spec = write_study(
+        tmp_path / "lrpo.toml", name="lrpo-small", method="lrpo", n_trials=3, fixed="lr = 0.05",
+        search='pretrain_epochs = { type = "int", low = 1, high = 10 }\nfinetune_epochs = { type = "int", low = 1, high = 5 }',
+    )
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    proc = optimize(spec, url)
+    assert "Pareto trials of lrpo-small" in proc.stdout
+    study = load("lrpo-small", url)
+    trials = study.get_trials(states=FINISHED)
+    assert len(trials) == 3
+    paper = [t for t in trials if t.user_attrs.get("reference") == "paper"]
+    assert len(paper) == 1 and paper[0].params == {"pretrain_epochs": 10, "finetune_epochs": 5}
+    attrs = paper[0].user_attrs
+    assert attrs["epochs"] == 16 and len(attrs["curves"]["val_accuracy"]) == 16
+    assert set(attrs["curves"]) == {"val_accuracy", "val_loss", "train_loss", "lr", "seconds"}
+    assert 0.5 <= attrs["alpha"] <= 2.0 and attrs["curves"]["lr"][10] == pytest.approx(0.05 * attrs["alpha"])
+    for key in ("seed", "device", "torch_version", "lrpo_study_version", "train_seconds", "hyperparameters"):
+        assert key in attrs, key
+    assert paper[0].values[0] == max(attrs["curves"]["val_accuracy"])
+    assert paper[0].values[1] == pytest.approx(sum(attrs["curves"]["seconds"]))
+    assert study.metric_names == ["best_val_accuracy", "train_seconds"]
+
+    optuna_cli = Path(sys.executable).with_name("optuna")
+    out = subprocess.run(
+        [str(optuna_cli), "best-trials", "--study-name", "lrpo-small", "--storage", url, "-f", "json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert '"number"' in out.stdout
+
+    # Same command again with a higher target resumes: only the missing trials run.
+    optimize(spec, url, "--n-trials", "5")
+    assert len(load("lrpo-small", url).get_trials(states=FINISHED)) == 5
+    again = optimize(spec, url, "--n-trials", "5")
+    assert "nothing to run" in again.stdout
+
+
+def test_killed_study_resumes_to_its_target(tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "s.toml", name="resume", n_trials=6, fixed="epochs = 30\nbatch_size = 128")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress",
+         "--heartbeat", "1", "--device", "cpu"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            study = load("resume", url)
+        except Exception:  # noqa: BLE001  (not created yet)
+            continue
+        if study.get_trials(states=FINISHED) and study.get_trials(states=(TrialState.RUNNING,)):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    study = load("resume", url)
+    assert len(study.get_trials(states=(TrialState.RUNNING,))) == 1
+    time.sleep(3.5)  # let the dead worker's heartbeat go stale (grace = 3 x 1 s)
+    optimize(spec, url, "--heartbeat", "1")
+    study = load("resume", url)
+    assert len(study.get_trials(states=FINISHED)) == 6
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert len(study.get_trials(states=(TrialState.FAIL,))) == 1
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_two_workers_produce_exactly_the_target(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    name = f"workers-{backend}-{uuid.uuid4().hex[:8]}"
+    url = f"journal:{tmp_path / 'study.journal'}" if backend == "journal" else request.getfixturevalue("pg_url")
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=6)
+    try:
+        optimize(spec, url, "--workers", "2")
+        trials = load(name, url).get_trials()
+        finished = [t for t in trials if t.state in FINISHED]
+        assert len(finished) == 6
+        numbers = [t.number for t in trials]
+        assert len(numbers) == len(set(numbers))
+        assert {t.user_attrs["host"] for t in finished}
+    finally:
+        if backend == "postgres":
+            optuna.delete_study(study_name=name, storage=url)
+
+
+def test_multi_objective_quantile_rule_prunes(tmp_path: Path) -> None:
+    spec = write_study(
+        tmp_path / "s.toml", name="prune-multi", n_trials=10, sampler="random", fixed="epochs = 5\nbatch_size = 128",
+        search='lr = { type = "float", low = 1e-4, high = 0.3, log = true }',
+        pruning='rule = "quantile"\nwarmup_epochs = 1\nmin_trials = 2\nquantile = 0.5\ncost_tolerance = 1.0',
+    )
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    optimize(spec, url)
+    pruned = load("prune-multi", url).get_trials(states=(TrialState.PRUNED,))
+    assert pruned
+    for t in pruned:
+        assert "quantile" in t.user_attrs["pruned_reason"]
+        assert 1 < t.user_attrs["pruned_epoch"] < 5
+        assert len(t.user_attrs["curves"]["val_accuracy"]) == t.user_attrs["pruned_epoch"]
+
+
+def test_single_objective_median_pruner_prunes(tmp_path: Path) -> None:
+    spec = write_study(
+        tmp_path / "s.toml", name="prune-single", n_trials=10, sampler="random", fixed="epochs = 5\nbatch_size = 128",
+        objectives='["best_val_accuracy"]', search='lr = { type = "float", low = 1e-4, high = 0.3, log = true }',
+        pruning='rule = "median"\nwarmup_epochs = 1\nmin_trials = 2',
+    )
+    url = f"journal:{tmp_path / 'study.journal'}"
+    optimize(spec, url)
+    study = load("prune-single", url)
+    assert study.get_trials(states=(TrialState.PRUNED,))
+    assert study.best_value == max(t.user_attrs["best_val_accuracy"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+
+
+def test_sqlite_with_several_workers_is_refused(tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "s.toml", name="x")
+    proc = run_cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 'db.db'}", "--workers", "2")
+    assert_one_line_error(proc, "journal", "postgresql")
