@@ -1,7 +1,16 @@
-"""lrpo_study: Optuna studies that put learning-rate schedule claims to the test."""
+"""lrpo_study: Optuna studies that put learning-rate schedule claims to the test.
+
+Importing this package (and ``lrpo_study.schedules``) needs torch only, not optuna.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from .schedules import SCHEDULES, LRSchedule, make_schedule  # noqa: E402
+from .settings import load_schedule, load_settings, validate_settings  # noqa: E402
+
+__all__ = [
+    "SCHEDULES", "LRSchedule", "__version__", "load_schedule", "load_settings", "make_schedule",
+    "validate_settings",
+]

@@ -78,7 +78,89 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_data_args(opt)
     opt.set_defaults(handler=cmd_optimize)
+
+    exp = sub.add_parser("export", help="write a trial's settings as JSON for load_schedule()")
+    exp.add_argument("--storage", default=DEFAULT_STORAGE)
+    exp.add_argument("--study", required=True)
+    pick = exp.add_mutually_exclusive_group()
+    pick.add_argument("--trial", type=int, help="trial number")
+    pick.add_argument("--pareto", action="store_true", help="all Pareto trials")
+    pick.add_argument("--best", choices=("accuracy", "seconds"), help="the Pareto trial best at this")
+    exp.add_argument("-o", "--output", default="settings.json")
+    exp.set_defaults(handler=cmd_export)
+
+    rep = sub.add_parser("report", help="one HTML page comparing every method's study in a storage")
+    rep.add_argument("--storage", default=DEFAULT_STORAGE)
+    rep.add_argument("-o", "--output", default="report.html")
+    rep.add_argument("--no-dashboard", action="store_true", help="do not save the figure and notes into the studies")
+    rep.set_defaults(handler=cmd_report)
+
+    dash = sub.add_parser("dashboard", help="browse the storage in optuna-dashboard")
+    dash.add_argument("--storage", default=DEFAULT_STORAGE)
+    dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    dash.add_argument("--port", type=int, default=8080)
+    dash.set_defaults(handler=cmd_dashboard)
     return parser
+
+
+def _load_study(storage_url: str, name: str) -> Any:
+    import optuna
+
+    from .storage import open_storage
+
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise UserError(f"no study {name!r} in the storage; it has: {', '.join(names) or 'none'}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    study = _load_study(args.storage, args.study)
+    n = export(study, args.storage, Path(args.output), trial=args.trial, pareto=args.pareto, best=args.best)
+    print(f"wrote {n} setting{'s' if n != 1 else ''} of study {args.study!r} to {args.output}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import collect, save_to_dashboard, write_report
+    from .storage import mask_url, open_storage
+
+    methods = collect(open_storage(args.storage))
+    if not methods:
+        raise UserError(f"no lrpo_study study with complete trials in {mask_url(args.storage)}")
+    figure = write_report(methods, Path(args.output))
+    if not args.no_dashboard:
+        save_to_dashboard(methods, figure)
+    print(f"wrote {args.output}: {len(methods)} studies ({', '.join(m.study.study_name for m in methods)})")
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from optuna_dashboard import run_server
+
+    from .storage import mask_url, open_storage
+
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be in 1..65535, got {args.port}")
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(
+            f"lrpo_study: warning: optuna-dashboard has no authentication; anyone who can reach "
+            f"{args.host}:{args.port} can read and change every study in this storage", file=sys.stderr,
+        )
+    storage = open_storage(args.storage)
+    print(f"optuna-dashboard for {mask_url(args.storage)} on http://{args.host}:{args.port}/", flush=True)
+    run_server(storage, host=args.host, port=args.port)
+    return 0
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:

@@ -1,0 +1,169 @@
+"""One self-contained plotly HTML page comparing every method's study in a storage.
+
+The same comparison figure is saved into each study for optuna-dashboard
+(``save_plotly_graph_object``) with a short markdown note (``save_note``).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import plotly.graph_objects as go
+from optuna.trial import FrozenTrial, TrialState
+from plotly.subplots import make_subplots
+
+from .runner import SPEC_ATTR
+
+# The paper's Table 1 (its machine, its split): (epochs, best val accuracy, seconds).
+PAPER_POINTS = {"paper fixed-LR baseline (Table 1)": (100, 0.8845, 477.15), "paper LRPO (Table 1)": (16, 0.8645, 76.30)}
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+BASELINE_NAME = "fixed-LR baseline, lr 0.05 x 100 epochs (ours)"
+
+
+@dataclass(frozen=True)
+class MethodTrials:
+    study: optuna.Study
+    method: str
+    trials: list[FrozenTrial]
+
+    def pareto(self) -> list[FrozenTrial]:
+        """Non-dominated trials for (best val accuracy ↑, train seconds ↓), by seconds."""
+        front: list[FrozenTrial] = []
+        for t in sorted(self.trials, key=lambda t: (t.user_attrs["train_seconds"], -t.user_attrs["best_val_accuracy"])):
+            if not front or t.user_attrs["best_val_accuracy"] > front[-1].user_attrs["best_val_accuracy"]:
+                front.append(t)
+        return front
+
+
+def collect(storage: optuna.storages.BaseStorage) -> list[MethodTrials]:
+    out = []
+    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        spec = study.user_attrs.get(SPEC_ATTR)
+        if spec is None:
+            continue
+        trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "curves" in t.user_attrs]
+        if trials:
+            out.append(MethodTrials(study, spec["method"], trials))
+    return out
+
+
+def _label(m: MethodTrials) -> str:
+    return f"{m.method} ({m.study.study_name})" if m.method != m.study.study_name else m.method
+
+
+def _hover(t: FrozenTrial) -> str:
+    hp = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+    return f"trial {t.number}<br>{hp}"
+
+
+def comparison_figure(methods: list[MethodTrials]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy vs training seconds", "accuracy vs epochs"))
+    for i, m in enumerate(methods):
+        color = COLORS[i % len(COLORS)]
+        for col, key in ((1, "train_seconds"), (2, "epochs")):
+            fig.add_trace(go.Scatter(
+                x=[t.user_attrs[key] for t in m.trials], y=[t.user_attrs["best_val_accuracy"] for t in m.trials],
+                mode="markers", marker={"color": color, "opacity": 0.35, "size": 6}, name=f"{_label(m)} trials",
+                legendgroup=_label(m), showlegend=False, text=[_hover(t) for t in m.trials], hoverinfo="text+x+y",
+            ), row=1, col=col)
+            front = m.pareto()
+            fig.add_trace(go.Scatter(
+                x=[t.user_attrs[key] for t in front], y=[t.user_attrs["best_val_accuracy"] for t in front],
+                mode="lines+markers", line={"color": color, "shape": "hv"}, name=f"{_label(m)} Pareto front",
+                legendgroup=_label(m), showlegend=col == 1, text=[_hover(t) for t in front], hoverinfo="text+x+y",
+            ), row=1, col=col)
+    baseline = [t for m in methods for t in m.trials if t.user_attrs.get("reference") == "baseline"]
+    if baseline:
+        t = baseline[0]
+        for col, key in ((1, "train_seconds"), (2, "epochs")):
+            fig.add_trace(go.Scatter(
+                x=[t.user_attrs[key]], y=[t.user_attrs["best_val_accuracy"]], mode="markers",
+                marker={"symbol": "star", "size": 14, "color": "black"}, name=BASELINE_NAME, showlegend=col == 1,
+            ), row=1, col=col)
+    for name, (epochs, acc, seconds) in PAPER_POINTS.items():
+        symbol = "diamond" if "baseline" in name else "x"
+        for col, x in ((1, seconds), (2, epochs)):
+            fig.add_trace(go.Scatter(
+                x=[x], y=[acc], mode="markers", marker={"symbol": symbol, "size": 12, "color": "grey"},
+                name=name + (" — its own machine's seconds" if col == 1 else ""), showlegend=col == 1,
+                legendgroup=name,
+            ), row=1, col=col)
+    fig.update_xaxes(type="log", title_text="training seconds (log)", row=1, col=1)
+    fig.update_xaxes(title_text="epochs", row=1, col=2)
+    fig.update_yaxes(title_text="best validation accuracy", row=1, col=1)
+    fig.update_layout(title="Speed vs accuracy, every method's study", height=550)
+    return fig
+
+
+def curves_figure(methods: list[MethodTrials]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("learning rate of Pareto trials", "validation accuracy of Pareto trials"))
+    for i, m in enumerate(methods):
+        for t in m.pareto():
+            curves = t.user_attrs["curves"]
+            epochs = list(range(1, len(curves["lr"]) + 1))
+            name = f"{_label(m)} #{t.number}"
+            line = {"color": COLORS[i % len(COLORS)]}
+            fig.add_trace(go.Scatter(x=epochs, y=curves["lr"], mode="lines", name=name, legendgroup=name, line=line), row=1, col=1)
+            fig.add_trace(go.Scatter(x=epochs, y=curves["val_accuracy"], mode="lines", name=name, legendgroup=name, line=line, showlegend=False), row=1, col=2)
+    fig.update_yaxes(type="log", title_text="lr (log)", row=1, col=1)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=500)
+    return fig
+
+
+def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
+    rows = []
+    for m in methods:
+        t = max(m.trials, key=lambda t: t.user_attrs["best_val_accuracy"])
+        rows.append({
+            "method": _label(m), "trial": t.number, "best val accuracy": f"{t.user_attrs['best_val_accuracy']:.4f}",
+            "train seconds": f"{t.user_attrs['train_seconds']:.2f}", "epochs": t.user_attrs["epochs"],
+            "complete trials": len(m.trials), "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()),
+        })
+    return rows
+
+
+def _table_html(rows: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_report(methods: list[MethodTrials], output: Path) -> go.Figure:
+    comparison = comparison_figure(methods)
+    page = "\n".join([
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>lrpo_study report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>",
+        "</head><body><h1>lrpo_study: learning-rate schedules, speed vs accuracy</h1>",
+        "<p>Each point is a complete trial; lines are each method's Pareto front. Paper points are "
+        "the LRPO paper's Table 1 (its machine and split: compare epochs, not seconds).</p>",
+        comparison.to_html(full_html=False, include_plotlyjs=True),
+        curves_figure(methods).to_html(full_html=False, include_plotlyjs=False),
+        "<h2>Best trial per method</h2>", _table_html(best_table(methods)), "</body></html>",
+    ])
+    output.write_text(page, encoding="utf-8")
+    return comparison
+
+
+def save_to_dashboard(methods: list[MethodTrials], figure: go.Figure) -> None:
+    from optuna_dashboard import save_note, save_plotly_graph_object  # noqa: PLC0415
+
+    for m in methods:
+        best = max(m.trials, key=lambda t: t.user_attrs["best_val_accuracy"])
+        front = m.pareto()
+        save_plotly_graph_object(m.study, figure, graph_object_id="lrpo_study_comparison")
+        save_note(m.study, (
+            f"## {m.study.study_name}: {m.method}\n\n"
+            f"- complete trials: {len(m.trials)}, Pareto trials: {len(front)}\n"
+            f"- best val accuracy {best.user_attrs['best_val_accuracy']:.4f} (trial {best.number}, "
+            f"{best.user_attrs['epochs']} epochs, {best.user_attrs['train_seconds']:.1f} s)\n"
+            f"- cheapest Pareto trial: #{front[0].number}, {front[0].user_attrs['best_val_accuracy']:.4f} in "
+            f"{front[0].user_attrs['train_seconds']:.1f} s\n\n"
+            "The comparison chart below shows every method in this storage "
+            "(`python -m lrpo_study report` writes it as HTML too).\n"
+        ))

@@ -1,0 +1,134 @@
+"""Load exported settings and build their schedule in another project: torch and schedules only.
+
+A settings file is JSON (never pickle) written by ``python -m lrpo_study export``::
+
+    {"schema_version": 1, "method": "greedylr", "hyperparameters": {...every value...},
+     "objectives": {"best_val_accuracy": 0.87, ...}, "provenance": {...}}
+
+or, with ``--pareto``, ``{"schema_version": 1, "trials": [<one such object without
+schema_version>, ...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .hyperparameters import METHODS, method_params, resolve
+from .schedules import LRSchedule, make_schedule
+
+SCHEMA_VERSION = 1
+SETTINGS_KEYS = {"method", "hyperparameters", "objectives", "provenance"}
+PROVENANCE_KEYS = {
+    "study", "trial", "storage", "lrpo_study_version", "torch_version", "model", "split", "seed", "reference",
+}
+
+
+def validate_settings(settings: Any, *, where: str = "settings") -> dict[str, Any]:
+    """Check one settings object; every problem is a ``ValueError`` naming the key."""
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(settings).__name__}")
+    missing, extra = SETTINGS_KEYS - set(settings), set(settings) - SETTINGS_KEYS
+    if missing:
+        raise ValueError(f"{where}: missing key {sorted(missing)[0]!r}")
+    if extra:
+        raise ValueError(f"{where}: unknown key {sorted(extra)[0]!r}")
+    method = settings["method"]
+    if method not in METHODS:
+        raise ValueError(f"{where}.method: unknown method {method!r}; allowed: {', '.join(METHODS)}")
+    hp = settings["hyperparameters"]
+    if not isinstance(hp, dict):
+        raise ValueError(f"{where}.hyperparameters must be an object")
+    expected = set(method_params(method))
+    if expected - set(hp):
+        raise ValueError(f"{where}.hyperparameters: missing key {sorted(expected - set(hp))[0]!r}")
+    try:
+        resolved = resolve(method, hp)
+    except ValueError as exc:
+        raise ValueError(f"{where}.hyperparameters: {exc}") from None
+    objectives = settings["objectives"]
+    if not isinstance(objectives, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in objectives.values()
+    ):
+        raise ValueError(f"{where}.objectives must map objective names to finite numbers")
+    provenance = settings["provenance"]
+    if not isinstance(provenance, dict):
+        raise ValueError(f"{where}.provenance must be an object")
+    if PROVENANCE_KEYS - set(provenance):
+        raise ValueError(f"{where}.provenance: missing key {sorted(PROVENANCE_KEYS - set(provenance))[0]!r}")
+    return {**settings, "hyperparameters": resolved}
+
+
+def load_settings(path: str | os.PathLike[str], *, index: int | None = None) -> dict[str, Any]:
+    """Read and validate an exported settings file; ``index`` picks one of a ``--pareto`` file's trials."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read settings file {str(path)!r}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"settings file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"settings file {str(path)!r} must hold a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"schema_version must be {SCHEMA_VERSION}, got schema_version={version!r}")
+    body = {k: v for k, v in data.items() if k != "schema_version"}
+    if "trials" in body:
+        trials = body["trials"]
+        if set(body) != {"trials"} or not isinstance(trials, list) or not trials:
+            raise ValueError("trials must be the only key beside schema_version, a non-empty list")
+        if index is None and len(trials) > 1:
+            raise ValueError(f"the file holds {len(trials)} Pareto settings; pass index=0..{len(trials) - 1}")
+        i = 0 if index is None else index
+        if not 0 <= i < len(trials):
+            raise ValueError(f"index must be in [0, {len(trials) - 1}], got {index=}")
+        return validate_settings(trials[i], where=f"trials[{i}]")
+    if index not in (None, 0):
+        raise ValueError(f"the file holds one setting; index must be 0 or None, got {index=}")
+    return validate_settings(body)
+
+
+def load_schedule(
+    path_or_settings: str | os.PathLike[str] | Mapping[str, Any], optimizer: torch.optim.Optimizer, *,
+    steps_per_epoch: int | None = None, params: Iterable[torch.Tensor] | None = None,
+    probe: Callable[[float], float] | None = None, seed: int = 0, **overrides: Any,
+) -> LRSchedule:
+    """The exported schedule, ready for ``optimizer`` (any model, any data).
+
+    Sets each param group's lr to the tuned ``lr`` (groups keep their ratios to
+    the first group). Keyword arguments a method needs beyond the optimizer:
+
+    - cosine, onecycle: ``steps_per_epoch`` (batches per epoch), to span ``epochs``;
+    - curvature: ``params=model.parameters()``; call ``schedule.before_backward(loss)``
+      between forward and backward;
+    - lrpo with ``variant="predicted"``: ``probe=fn(alpha) -> loss after a short probe``.
+
+    Any other keyword overrides a hyperparameter (``epochs=30``), validated.
+    Step with ``schedule.step()`` per batch when ``schedule.interval == "step"``,
+    else once per epoch; schedules with ``needs_loss`` take ``step(loss)``
+    (``schedule.monitor`` says which loss).
+    """
+    settings = (
+        validate_settings(dict(path_or_settings)) if isinstance(path_or_settings, Mapping)
+        else load_settings(path_or_settings)
+    )
+    method = settings["method"]
+    hp = resolve(method, {**settings["hyperparameters"], **overrides}) if overrides else settings["hyperparameters"]
+    first = optimizer.param_groups[0]["lr"]
+    for group in optimizer.param_groups:
+        group["lr"] = hp["lr"] * (group["lr"] / first if first else 1.0)
+        group.pop("initial_lr", None)
+    total_steps = hp["epochs"] * steps_per_epoch if steps_per_epoch else None
+    if method in ("cosine", "onecycle") and total_steps is None:
+        raise ValueError(f"{method} needs steps_per_epoch= (batches per epoch) to span its {hp['epochs']} epochs")
+    if method == "curvature" and params is None:
+        raise ValueError("curvature needs params=model.parameters() to estimate the Hessian trace")
+    if method == "lrpo" and hp["variant"] == "predicted" and probe is None:
+        raise ValueError("lrpo variant 'predicted' needs probe=fn(alpha) -> loss after a short probe")
+    return make_schedule(method, optimizer, hp, total_steps=total_steps, params=params, probe=probe, seed=seed)

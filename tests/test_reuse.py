@@ -1,0 +1,238 @@
+"""Export → load in another process (torch + lrpo_study only), report, dashboard over HTTP and in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from lrpo_study.settings import load_schedule, load_settings
+
+from .conftest import REPO, assert_one_line_error, run_cli, write_study
+
+SMALL = "batch_size = 128"
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite storage with four small real studies (greedylr, fixed with the baseline, lrpo, cosine)."""
+    tmp = tmp_path_factory.mktemp("reuse")
+    files = [
+        write_study(tmp / "g.toml", name="greedy", method="greedylr", n_trials=3, fixed=f"epochs = 5\npatience = 0\n{SMALL}",
+                    search='factor = { type = "float", low = 0.5, high = 0.9 }'),
+        write_study(tmp / "f.toml", name="fixed", method="fixed", n_trials=3, fixed="lr = 0.05",
+                    search='epochs = { type = "int", low = 2, high = 100 }'),
+        write_study(tmp / "l.toml", name="lrpo", method="lrpo", n_trials=2, fixed=f"pretrain_epochs = 3\nfinetune_epochs = 2\n{SMALL}",
+                    search='finetune_lr = { type = "float", low = 1e-3, high = 1e-2, log = true }'),
+        write_study(tmp / "c.toml", name="cosine", method="cosine", n_trials=2, fixed=f"epochs = 3\n{SMALL}"),
+    ]
+    url = f"sqlite:///{tmp / 'study.db'}"
+    proc = run_cli("optimize", *map(str, files), "--storage", url, "--no-progress", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    return url
+
+
+REPLAY = r"""
+import json, sys
+import torch
+import lrpo_study
+
+cases = json.load(open(sys.argv[1]))
+out = []
+for case in cases:
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3))  # not Fashion-MNIST
+    opt = torch.optim.SGD(model.parameters(), lr=0.123)
+    sched = lrpo_study.load_schedule(case["path"], opt, steps_per_epoch=case["steps_per_epoch"])
+    lrs = []
+    for epoch, losses in enumerate(case["losses"]):
+        seen = []
+        for _ in range(case["steps_per_epoch"]):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.zero_grad(); model(torch.randn(4, 5)).sum().backward(); opt.step()
+            if sched.interval == "step":
+                sched.step()
+        lrs.append(sum(seen) / len(seen))
+        if sched.interval == "epoch" and epoch < len(case["losses"]) - 1:
+            sched.step(losses[sched.monitor] if sched.needs_loss else None)
+    out.append(lrs)
+print(json.dumps({"lrs": out, "optuna_imported": "optuna" in sys.modules}))
+"""
+
+
+def test_exported_schedule_replays_the_trial_lr_curve_without_optuna(storage: str, tmp_path: Path) -> None:
+    cases, recorded = [], []
+    for name in ("greedy", "lrpo", "cosine"):
+        path = tmp_path / f"{name}.json"
+        proc = run_cli("export", "--storage", storage, "--study", name, "--best", "accuracy", "-o", str(path))
+        assert proc.returncode == 0, proc.stderr
+        settings = load_settings(path)
+        trial = optuna.load_study(study_name=name, storage=storage).trials[settings["provenance"]["trial"]]
+        curves = trial.user_attrs["curves"]
+        assert settings["provenance"]["storage"] == storage and settings["method"] == trial.user_attrs["method"]
+        cases.append({
+            "path": str(path), "steps_per_epoch": 1024 // settings["hyperparameters"]["batch_size"],
+            "losses": [{"train_loss": t, "val_loss": v} for t, v in zip(curves["train_loss"], curves["val_loss"])],
+        })
+        recorded.append(curves["lr"])
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    script = tmp_path / "replay.py"
+    script.write_text(REPLAY)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "cases.json")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["optuna_imported"] is False
+    for got, want in zip(result["lrs"], recorded, strict=True):
+        assert len(set(want)) > 1  # each schedule really changed the lr during the trial
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_export_pareto_and_trial(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "pareto.json"
+    assert run_cli("export", "--storage", storage, "--study", "fixed", "--pareto", "-o", str(out)).returncode == 0
+    data = json.loads(out.read_text())
+    assert data["schema_version"] == 1 and data["trials"]
+    with pytest.raises(ValueError, match="index"):
+        load_settings(out, index=99)
+    one = tmp_path / "one.json"
+    assert run_cli("export", "--storage", storage, "--study", "fixed", "--trial", "0", "-o", str(one)).returncode == 0
+    settings = load_settings(one)
+    assert settings["provenance"]["reference"] == "baseline" and settings["hyperparameters"]["epochs"] == 100
+    assert_one_line_error(run_cli("export", "--storage", storage, "--study", "fixed", "--trial", "77", "-o", str(one)), "77")
+    assert_one_line_error(run_cli("export", "--storage", storage, "--study", "nope", "--pareto"), "nope")
+    assert_one_line_error(run_cli("export", "--storage", storage, "--study", "fixed", "-o", str(one)), "--pareto")
+
+
+def _settings(tmp_path: Path, **changes: object) -> Path:
+    base = {
+        "schema_version": 1, "method": "fixed",
+        "hyperparameters": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, "epochs": 3},
+        "objectives": {"best_val_accuracy": 0.8},
+        "provenance": {k: None for k in ("study", "trial", "storage", "lrpo_study_version", "torch_version", "model", "split", "seed", "reference")},
+    }
+    base.update(changes)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(base))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"schema_version": 2}, "schema_version"),
+        ({"method": "adam"}, "method"),
+        ({"extra": 1}, "extra"),
+        ({"hyperparameters": {"lr": 0.1}}, "missing key 'batch_size'"),
+        ({"hyperparameters": {"lr": "fast", "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, "epochs": 3}}, "lr"),
+        ({"hyperparameters": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, "epochs": 0}}, "epochs"),
+        ({"hyperparameters": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, "epochs": 3, "gamma": 1}}, "gamma"),
+        ({"objectives": {"x": "high"}}, "objectives"),
+        ({"provenance": {}}, "provenance"),
+    ],
+)
+def test_bad_settings_raise_value_error_naming_the_key(changes: dict, match: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=match):
+        load_settings(_settings(tmp_path, **changes))
+
+
+def test_schedules_that_need_more_say_what_is_missing(tmp_path: Path) -> None:
+    import torch
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    settings = load_settings(_settings(tmp_path))
+    cosine = {**settings, "method": "cosine", "hyperparameters": {**settings["hyperparameters"], "eta_min": 0.0}}
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        load_schedule(cosine, opt)
+    curv = {**settings, "method": "curvature", "hyperparameters": {**settings["hyperparameters"], "lam": 1.0, "estimate_every": 5, "beta": 0.9, "clamp": 0.25, "n_probes": 1}}
+    with pytest.raises(ValueError, match="params"):
+        load_schedule(curv, opt)
+    sched = load_schedule(settings, opt, epochs=7)
+    assert opt.param_groups[0]["lr"] == 0.1 and sched.interval == "epoch"
+
+
+def test_report_has_one_front_per_method_and_the_reference_markers(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    proc = run_cli("report", "--storage", storage, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    page = out.read_text()
+    names = re.findall(r'"name":"([^"]+)"', page)
+    fronts = [n for n in names if n.endswith("Pareto front")]
+    expected = {f"{m} Pareto front" for m in ("greedylr (greedy)", "fixed", "lrpo", "cosine")}
+    assert set(fronts) == expected and len(fronts) == 2 * len(expected)  # one per panel (seconds, epochs)
+    assert any("baseline, lr 0.05 x 100 epochs" in n for n in names)
+    assert any(n.startswith("paper LRPO (Table 1)") for n in names)
+    assert any(n.startswith("paper fixed-LR baseline (Table 1)") for n in names)
+    assert "<script" in page and "plotly" in page.lower() and "Best trial per method" in page
+    from optuna_dashboard import get_note
+
+    note = get_note(optuna.load_study(study_name="lrpo", storage=storage))
+    assert "lrpo" in note and "Pareto" in note
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dashboard(storage: str) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrpo_study", "dashboard", "--storage", storage, "--port", str(port)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/api/meta", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"dashboard exited: {proc.stderr.read()}")
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_dashboard_serves_the_studies_over_http(dashboard: str) -> None:
+    studies = json.load(urllib.request.urlopen(f"{dashboard}/api/studies", timeout=10))["study_summaries"]
+    by_name = {s["study_name"]: s for s in studies}
+    assert {"greedy", "fixed", "lrpo", "cosine"} <= set(by_name)
+    detail = json.load(urllib.request.urlopen(f"{dashboard}/api/studies/{by_name['fixed']['study_id']}", timeout=10))
+    assert len(detail["trials"]) == 3
+    assert any(a["key"] == "reference" for t in detail["trials"] for a in t["user_attrs"])
+
+
+def test_chromium_renders_the_pareto_front(dashboard: str) -> None:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    studies = json.load(urllib.request.urlopen(f"{dashboard}/api/studies", timeout=10))["study_summaries"]
+    study_id = next(s["study_id"] for s in studies if s["study_name"] == "fixed")
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        driver.get(f"{dashboard}/dashboard/studies/{study_id}")
+        plot = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "graph-pareto-front"))
+        points = WebDriverWait(driver, 60).until(lambda d: plot.find_elements(By.CSS_SELECTOR, ".scatterlayer .point"))
+        assert len(points) >= 1
+        driver.save_screenshot(str(Path(__file__).parent.parent / ".pytest_cache" / "dashboard.png"))
+    finally:
+        driver.quit()
