@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from collections.abc import Sequence
@@ -12,8 +13,8 @@ from typing import Any, NoReturn
 from .config import SAMPLERS
 from .errors import UserError
 from .hyperparameters import METHODS
-from .storage import DEFAULT_STORAGE
 
+DEFAULT_STORAGE = "sqlite:///lrpo_study.db"
 DEFAULT_STUDY = Path(__file__).with_name("default_study.toml")
 
 
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="train once with one schedule and print the curves")
-    run.add_argument("--method", required=True, choices=METHODS)
+    run.add_argument("--method", choices=METHODS, help="the schedule (or take it from --settings)")
+    run.add_argument("--settings", metavar="SETTINGS.json", help="re-run exported settings (method + every hyperparameter)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyperparameter (repeatable)")
     run.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
     run.add_argument("--epochs", type=int, help="epochs (default 16; for lrpo split like the paper's 10+1+5)")
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--sampler", choices=SAMPLERS, help="override the file's sampler")
     opt.add_argument("--seed", type=int, help="override the file's sampler seed")
     opt.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS", help="RDB heartbeat interval; a trial silent for 3x this is failed and retried (default %(default)s)")
+    opt.add_argument("--checkpoint-dir", help="per-epoch checkpoints so retried trials resume (default: beside a sqlite/journal file; off for servers)")
     opt.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_data_args(opt)
     opt.set_defaults(handler=cmd_optimize)
@@ -185,12 +188,61 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     options = RunOptions(
         storage=args.storage, heartbeat=args.heartbeat, n_trials=args.n_trials, workers=args.workers, sampler=args.sampler,
         seed=args.seed, device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
+        checkpoint_dir=args.checkpoint_dir or _default_checkpoints(args.storage),
     )
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_all(specs, options)
+    # Ctrl-C is reported in one line below; Optuna would also log it as a failed trial with a traceback.
+    logging.getLogger("optuna.study._optimize").addFilter(
+        lambda record: not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+    )
+    try:
+        run_all(specs, options)
+    except KeyboardInterrupt:
+        command = " ".join(["python -m lrpo_study", *map(_quote, sys.argv[1:])]) if sys.argv[1:] else "the same command"
+        print(f"lrpo_study: interrupted; the running trial is marked FAIL. To resume, run: {command}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    from .storage import mask_url
+
+    return shlex.quote(mask_url(arg))
+
+
+def _default_checkpoints(storage: str) -> str | None:
+    from .checkpoints import default_checkpoint_dir
+
+    path = default_checkpoint_dir(storage)
+    return None if path is None else str(path)
+
+
+def _run_method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    overrides = parse_set(args.set)
+    if args.settings is None:
+        if args.method is None:
+            raise UserError("run needs --method or --settings")
+        return args.method, overrides
+    if args.method is not None:
+        raise UserError("give --method or --settings, not both (the settings file names its method)")
+    from .settings import load_settings
+
+    try:
+        settings = load_settings(args.settings)
+    except ValueError as exc:
+        raise UserError(f"{args.settings}: {exc}") from None
+    values = dict(settings["hyperparameters"])
+    if args.epochs is not None or "epochs" in overrides:
+        values.pop("epochs")
+        if settings["method"] == "lrpo":  # a new epoch count re-splits the phases unless they are set
+            for phase in ("pretrain_epochs", "finetune_epochs"):
+                if phase not in overrides:
+                    values.pop(phase)
+    return settings["method"], {**values, **overrides}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -200,13 +252,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .hyperparameters import resolve
     from .train import EpochMetrics, resolve_device, train
 
-    values = parse_set(args.set)
+    method, values = _run_method_and_values(args)
     if args.epochs is not None:
         if "epochs" in values:
             raise UserError("give epochs once: --epochs or --set epochs=N")
         values["epochs"] = args.epochs
     try:
-        hp = resolve(args.method, values)
+        hp = resolve(method, values)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     device = resolve_device(args.device)
@@ -221,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         tqdm.write(f"{m.epoch:>5} {m.train_loss:>10.4f} {m.val_loss:>9.4f} {m.val_accuracy:>8.4f} {m.lr:>9.5f} {m.seconds:>8.3f}")
 
     result = train(
-        method=args.method, hyperparameters=hp, data=data, model_name=args.model, seed=args.seed,
+        method=method, hyperparameters=hp, data=data, model_name=args.model, seed=args.seed,
         device=device, on_epoch=() if args.json else (table_row,), progress=True,
     )
     summary = result.summary() | {"split": args.split}

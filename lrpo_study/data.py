@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision.datasets import FashionMNIST
 
 from .errors import UserError
 
@@ -69,6 +68,8 @@ def resolve_root(data_dir: str | os.PathLike[str] | None) -> tuple[Path, bool]:
 
 
 def _load_official(root: Path, *, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.datasets import FashionMNIST  # noqa: PLC0415  (torchvision's import is slow; only loading needs it)
+
     part = "train" if train else "test"
     try:
         ds = FashionMNIST(root=str(root), train=train, download=download)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import platform
 from typing import Any
 
@@ -9,6 +11,7 @@ import optuna
 import torch
 
 from . import __version__
+from .checkpoints import CheckpointStore, checkpoint_key
 from .config import StudySpec
 from .data import Split
 from .hyperparameters import resolve
@@ -66,10 +69,13 @@ def _derived(method: str, name: str, spec: StudySpec) -> bool:
 class Objective:
     """Callable for ``study.optimize``; one instance per worker, data already on ``device``."""
 
-    def __init__(self, spec: StudySpec, data: Split, device: torch.device) -> None:
+    def __init__(
+        self, spec: StudySpec, data: Split, device: torch.device, *, checkpoints: CheckpointStore | None = None
+    ) -> None:
         self.spec = spec
         self.data = data
         self.device = device
+        self.checkpoints = checkpoints
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = self.spec
@@ -77,26 +83,45 @@ class Objective:
         for key, value in {
             "method": spec.method, "hyperparameters": hp, "model": spec.model, "split": spec.split,
             "seed": spec.train_seed, "device": str(self.device), "torch_version": torch.__version__,
-            "lrpo_study_version": __version__, "host": platform.node(),
+            "lrpo_study_version": __version__, "host": platform.node(), "pid": os.getpid(),
         }.items():
             trial.set_user_attr(key, value)
-        curves: dict[str, list[float]] = {name: [] for name in CURVES}
+        key = checkpoint_key(
+            study=trial.study.study_name, method=spec.method, model=spec.model, split=spec.split,
+            seed=spec.train_seed, train_size=spec.train_size, val_size=spec.val_size, hp=hp,
+        )
+        resume = self.checkpoints.load(key) if self.checkpoints else None
+        curves: dict[str, list[float]] = {name: list(resume["curves"][name]) for name in CURVES} if resume else {name: [] for name in CURVES}
+        if resume:
+            trial.set_user_attr("resumed_from_epoch", int(resume["epoch"]))
         hook = self._pruning_hook(trial, curves, hp["epochs"])
         try:
             result = train(
                 method=spec.method, hyperparameters=hp, data=self.data, model_name=spec.model,
-                seed=spec.train_seed, device=self.device, on_epoch=[hook],
+                seed=spec.train_seed, device=self.device, on_epoch=[hook], resume=resume,
+                on_checkpoint=(lambda state: self.checkpoints.save(key, state)) if self.checkpoints else None,
             )
         except Diverged as exc:
-            self._record(trial, curves)
+            self._finish(trial, curves, key)
             trial.set_user_attr("pruned_reason", f"diverged: {exc.reason}")
             trial.set_user_attr("pruned_epoch", exc.epoch)
             raise optuna.TrialPruned(str(exc)) from None
-        self._record(trial, result.curves)
-        for key, value in result.extras.items():
-            trial.set_user_attr(key, value)
+        except optuna.TrialPruned:
+            self._finish(trial, curves, key)
+            raise
+        self._finish(trial, result.curves, key)
+        for name, value in result.extras.items():
+            trial.set_user_attr(name, value)
         values = tuple(float(getattr(result, name)) for name in spec.objectives)
+        if not all(math.isfinite(v) for v in values):
+            trial.set_user_attr("pruned_reason", f"non-finite objective values {values}")
+            raise optuna.TrialPruned("non-finite objective values")
         return values[0] if len(values) == 1 else values
+
+    def _finish(self, trial: optuna.Trial, curves: dict[str, list[float]], key: str) -> None:
+        self._record(trial, curves)
+        if self.checkpoints:
+            self.checkpoints.discard(key)
 
     def _record(self, trial: optuna.Trial, curves: dict[str, list[float]]) -> None:
         trial.set_user_attr("curves", curves)
@@ -124,7 +149,6 @@ class Objective:
                     seconds_so_far=sum(curves["seconds"]),
                 )
             if reason is not None:
-                self._record(trial, curves)
                 trial.set_user_attr("pruned_reason", reason)
                 trial.set_user_attr("pruned_epoch", m.epoch)
                 raise optuna.TrialPruned(reason)

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 import optuna
 import torch
 from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from .checkpoints import CheckpointStore
 from .config import StudySpec
 from .data import load_split
 from .errors import UserError
+from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, Objective, reference_params
 from .pruning import optuna_pruner
 from .storage import mask_url, open_storage
@@ -38,6 +41,7 @@ class RunOptions:
     device: str = "auto"
     data_dir: str | None = None
     progress: bool = True
+    checkpoint_dir: str | None = None
 
     def open_storage(self) -> optuna.storages.BaseStorage:
         return open_storage(self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat)
@@ -100,7 +104,9 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int) -> N
         sampler=make_sampler(options.sampler or spec.sampler, seed, parallel=options.workers > 1),
         pruner=optuna_pruner(spec.pruning) if len(spec.objectives) == 1 else None,
     )
-    study.optimize(Objective(spec, data, device), n_trials=n_trials, gc_after_trial=False)
+    fail_dead_local_trials(study)
+    checkpoints = CheckpointStore(options.checkpoint_dir) if options.checkpoint_dir else None
+    study.optimize(Objective(spec, data, device, checkpoints=checkpoints), n_trials=n_trials, gc_after_trial=False)
 
 
 class _Monitor:
@@ -154,24 +160,34 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
     storage = options.open_storage()
     study = prepare_study(spec, storage)
     target = options.n_trials or spec.n_trials
+    fail_dead_local_trials(study)
     done = count_finished(study)
-    missing = target - done
-    if missing <= 0:
+    if done >= target:
         print(f"{spec.name}: {done} finished trials already (target {target}); nothing to run")
         return study
-    shares = [missing // options.workers + (i < missing % options.workers) for i in range(options.workers)]
     with _Monitor(spec, options.storage, done, target, options.progress):
         if options.workers == 1:
-            _work(spec, options, missing, 0)
+            _work(spec, options, target - done, 0)
         else:
-            Parallel(n_jobs=options.workers, backend="loky")(
-                delayed(_work)(spec, options, share, i) for i, share in enumerate(shares) if share
-            )
-            # Trials lost to a failure or a dead worker's retry come back here, once.
-            missing = target - count_finished(study)
-            if missing > 0:
-                _work(spec, options, missing, options.workers)
+            _parallel_rounds(spec, options, study, target)
     return study
+
+
+def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, target: int, rounds: int = 3) -> None:
+    """Workers split what is missing; a round cut short by a dead worker is followed by another."""
+    for round_ in range(rounds):
+        missing = target - count_finished(study)
+        if missing <= 0:
+            return
+        workers = min(options.workers, missing)
+        shares = [missing // workers + (i < missing % workers) for i in range(workers)]
+        try:
+            Parallel(n_jobs=workers, backend="loky")(
+                delayed(_work)(spec, options, share, round_ * options.workers + i) for i, share in enumerate(shares)
+            )
+        except TerminatedWorkerError:
+            tqdm.write(f"{spec.name}: a worker process died; its trial is failed and retried")
+        fail_dead_local_trials(study)
 
 
 def pareto_table(study: optuna.Study) -> str:

@@ -20,7 +20,6 @@ from optuna.storages.journal import JournalFileBackend
 
 from .errors import UserError
 
-DEFAULT_STORAGE = "sqlite:///lrpo_study.db"
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 _PASSWORD = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<pw>[^@]*)(?P<tail>@)", re.IGNORECASE)
 

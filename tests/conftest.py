@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,9 @@ def write_study(
         f"[pruning]\n{pruning}\n\n[fixed]\n{fixed}\n\n[search]\n{search}\n"
     )
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

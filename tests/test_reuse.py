@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from lrpo_study.settings import load_schedule, load_settings
 
-from .conftest import REPO, assert_one_line_error, run_cli, write_study
+from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
 
 SMALL = "batch_size = 128"
 
@@ -177,15 +176,9 @@ def test_report_has_one_front_per_method_and_the_reference_markers(storage: str,
     assert "lrpo" in note and "Pareto" in note
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def dashboard(storage: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrpo_study", "dashboard", "--storage", storage, "--port", str(port)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -215,7 +208,7 @@ def test_dashboard_serves_the_studies_over_http(dashboard: str) -> None:
     assert any(a["key"] == "reference" for t in detail["trials"] for a in t["user_attrs"])
 
 
-def test_chromium_renders_the_pareto_front(dashboard: str) -> None:
+def test_chromium_renders_the_pareto_front(dashboard: str, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -233,6 +226,6 @@ def test_chromium_renders_the_pareto_front(dashboard: str) -> None:
         plot = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "graph-pareto-front"))
         points = WebDriverWait(driver, 60).until(lambda d: plot.find_elements(By.CSS_SELECTOR, ".scatterlayer .point"))
         assert len(points) >= 1
-        driver.save_screenshot(str(Path(__file__).parent.parent / ".pytest_cache" / "dashboard.png"))
+        driver.save_screenshot(str(tmp_path / "dashboard.png"))
     finally:
         driver.quit()

@@ -1,0 +1,69 @@
+"""Per-epoch training checkpoints, so a retried trial resumes from its last finished epoch.
+
+A checkpoint is keyed by everything that determines the run (study, method,
+model, split, seed, data sizes, every hyperparameter): a retried trial has
+the same key as the trial it replaces, and two trials with identical
+settings would train identically anyway. Files are written atomically
+(temporary file + ``os.replace``) and read with ``torch.load(weights_only=True)``;
+an unreadable file is ignored with a warning and the trial starts from zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def checkpoint_key(**determining: Any) -> str:
+    return hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class CheckpointStore:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+
+    def path(self, key: str) -> Path:
+        return self.directory / f"{key}.pt"
+
+    def save(self, key: str, state: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(state, f)
+            os.replace(tmp, self.path(key))
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            state: dict[str, Any] = torch.load(path, weights_only=True)
+            return state
+        except Exception as exc:  # noqa: BLE001  (a damaged file must not stop the study)
+            warnings.warn(f"ignoring unreadable checkpoint {path}: {exc}", stacklevel=2)
+            return None
+
+    def discard(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+def default_checkpoint_dir(storage_url: str) -> Path | None:
+    """Beside a SQLite or Journal file; None for server storages (pass --checkpoint-dir)."""
+    if storage_url.startswith("sqlite:///"):
+        path = storage_url[len("sqlite:///"):]
+    elif storage_url.startswith("journal:"):
+        path = storage_url[len("journal:"):]
+    else:
+        return None
+    return None if path in ("", ":memory:") else Path(path + ".checkpoints")

@@ -1,0 +1,139 @@
+"""Every kind of bad input: one line on stderr naming the problem, exit 2, no traceback, nothing changed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+
+from .conftest import PG_URL, assert_one_line_error, run_cli
+
+GOOD_STUDY = '[study]\nname = "s"\nmethod = "fixed"\nn_trials = 1\n\n[fixed]\nepochs = 2\n\n[search]\nlr = { type = "float", low = 0.01, high = 0.1 }\n'
+SETTINGS = {
+    "schema_version": 1, "method": "fixed",
+    "hyperparameters": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, "epochs": 3},
+    "objectives": {"best_val_accuracy": 0.8},
+    "provenance": dict.fromkeys(("study", "trial", "storage", "lrpo_study_version", "torch_version", "model", "split", "seed", "reference")),
+}
+
+
+def settings_text(**changes: object) -> str:
+    return json.dumps({**SETTINGS, **changes})
+
+
+def hp(**changes: object) -> dict:
+    return {**SETTINGS["hyperparameters"], **changes}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Path]:
+    """An existing storage (one study without complete trials, one with), and broken data folders."""
+    tmp = tmp_path_factory.mktemp("bad")
+    db = tmp / "existing.db"
+    url = f"sqlite:///{db}"
+    optuna.create_study(study_name="empty", storage=url, directions=["maximize", "minimize"])
+    done = optuna.create_study(study_name="done", storage=url, directions=["maximize", "minimize"])
+    done.add_trial(optuna.trial.create_trial(values=[0.8, 3.0]))
+    raw = data_dir / "FashionMNIST" / "raw"
+    for kind in ("truncated", "corrupted"):
+        target = tmp / kind / "FashionMNIST" / "raw"
+        target.mkdir(parents=True)
+        for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            shutil.copy(raw / name, target / name)
+        head = (raw / "train-images-idx3-ubyte").open("rb").read(100_000)
+        (target / "train-images-idx3-ubyte").write_bytes(head if kind == "truncated" else b"\x00\x00\x09\x03" + head[4:])
+    return {"tmp": tmp, "db": db}
+
+
+CASES = [
+    # CLI
+    ("cli-subcommand", ["frobnicate"], {}, ["frobnicate"]),
+    ("cli-run-needs-method", ["run"], {}, ["--method or --settings"]),
+    ("cli-device", ["run", "--method", "fixed", "--device", "tpu"], {}, ["--device", "tpu"]),
+    ("cli-seed-type", ["run", "--method", "fixed", "--seed", "abc"], {}, ["--seed", "abc"]),
+    ("cli-split", ["run", "--method", "fixed", "--split", "train"], {}, ["--split", "train"]),
+    ("cli-train-size", ["run", "--method", "fixed", "--train-size", "0"], {}, ["train_size"]),
+    ("cli-set-range", ["run", "--method", "curvature", "--set", "beta=1.5"], {}, ["beta", "[0, 1)"]),
+    ("cli-set-type", ["run", "--method", "lrpo", "--set", "pretrain_epochs=2.5"], {}, ["pretrain_epochs", "integer"]),
+    ("cli-workers", ["optimize", "--workers", "0"], {}, ["--workers"]),
+    ("cli-n-trials", ["optimize", "--n-trials", "0"], {}, ["--n-trials"]),
+    ("cli-heartbeat", ["optimize", "--heartbeat", "0"], {}, ["--heartbeat"]),
+    ("cli-port", ["dashboard", "--port", "70000"], {}, ["--port", "70000"]),
+    pytest.param("cli-no-cuda", ["run", "--method", "fixed", "--device", "cuda"], {}, ["CUDA"],
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    # study files
+    ("toml-syntax", ["optimize", "{study}"], {"study": GOOD_STUDY.replace("[fixed]", "[fixed")}, ["{study}", "TOML syntax"]),
+    ("toml-unknown-key", ["optimize", "{study}"], {"study": GOOD_STUDY + "\n[extra]\n"}, ["{study}", "extra"]),
+    ("toml-type", ["optimize", "{study}"], {"study": GOOD_STUDY.replace("n_trials = 1", "n_trials = 1.5")}, ["study.n_trials"]),
+    ("toml-low-high", ["optimize", "{study}"], {"study": GOOD_STUDY.replace("low = 0.01, high = 0.1", "low = 1.0, high = 0.1")}, ["search.lr"]),
+    ("toml-log-low", ["optimize", "{study}"], {"study": GOOD_STUDY.replace("high = 0.1 }", "high = 0.1, log = true }").replace("low = 0.01", "low = -1.0")}, ["search.lr"]),
+    ("toml-sampler", ["optimize", "{study}"], {"study": GOOD_STUDY.replace('n_trials = 1', 'n_trials = 1\nsampler = "cmaes"')}, ["study.sampler"]),
+    ("toml-pruner", ["optimize", "{study}"], {"study": GOOD_STUDY + '\n[pruning]\nrule = "patient"\n'}, ["pruning.rule"]),
+    ("toml-objective", ["optimize", "{study}"], {"study": GOOD_STUDY.replace('n_trials = 1', 'n_trials = 1\nobjectives = ["flops"]')}, ["study.objectives"]),
+    ("toml-missing-file", ["optimize", "{tmp}/nope.toml"], {}, ["nope.toml", "cannot read"]),
+    # storage URLs
+    ("url-scheme", ["optimize", "{study}", "--storage", "redis://127.0.0.1/0"], {"study": GOOD_STUDY}, ["unknown storage", "redis"]),
+    ("url-sqlite-dir", ["optimize", "{study}", "--storage", "sqlite:////nonexistent-dir/x.db"], {"study": GOOD_STUDY}, ["cannot open storage"]),
+    ("url-journal-empty", ["optimize", "{study}", "--storage", "journal:"], {"study": GOOD_STUDY}, ["journal"]),
+    ("url-pg-unreachable", ["optimize", "{study}", "--storage", PG_URL.replace("5432", "1")], {"study": GOOD_STUDY}, ["cannot open storage"]),
+    ("url-pg-bad-login", ["optimize", "{study}", "--storage", PG_URL.replace("postgres@", "intruder:hunter2@")], {"study": GOOD_STUDY}, ["intruder:***@"]),
+    # data
+    ("data-missing", ["run", "--method", "fixed", "--data-dir", "{tmp}/none"], {}, ["none", "FashionMNIST/raw"]),
+    ("data-truncated", ["run", "--method", "fixed", "--data-dir", "{tmp}/truncated"], {}, ["Fashion-MNIST", "truncated"]),
+    ("data-corrupted", ["run", "--method", "fixed", "--data-dir", "{tmp}/corrupted"], {}, ["Fashion-MNIST", "corrupted"]),
+    ("data-env-missing", ["run", "--method", "fixed", "ENV:LRPO_DATA_DIR={tmp}/gone"], {}, ["gone"]),
+    # export
+    ("export-no-complete", ["export", "--storage", "{url}", "--study", "empty", "--pareto", "-o", "{tmp}/out.json"], {}, ["no complete trials"]),
+    ("export-trial-number", ["export", "--storage", "{url}", "--study", "done", "--trial", "9", "-o", "{tmp}/out.json"], {}, ["trial number 9"]),
+    ("export-study-name", ["export", "--storage", "{url}", "--study", "missing", "--pareto", "-o", "{tmp}/out.json"], {}, ["missing", "empty"]),
+    # settings JSON
+    ("settings-version", ["run", "--settings", "{settings}"], {"settings": settings_text(schema_version=7)}, ["schema_version"]),
+    ("settings-type", ["run", "--settings", "{settings}"], {"settings": settings_text(hyperparameters=hp(lr="fast"))}, ["lr", "number"]),
+    ("settings-range", ["run", "--settings", "{settings}"], {"settings": settings_text(hyperparameters=hp(momentum=1.5))}, ["momentum"]),
+    ("settings-extra", ["run", "--settings", "{settings}"], {"settings": settings_text(colour="red")}, ["colour"]),
+    ("settings-not-json", ["run", "--settings", "{settings}"], {"settings": "{not json"}, ["not valid JSON"]),
+    ("settings-missing", ["run", "--settings", "{tmp}/absent.json"], {}, ["absent.json"]),
+]
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _id(case: object) -> str:
+    return str(case.values[0] if hasattr(case, "marks") else case[0])  # type: ignore[attr-defined,index]
+
+
+@pytest.mark.parametrize(("case", "args", "files", "needles"), CASES, ids=[_id(c) for c in CASES])
+def test_bad_input(case: str, args: list[str], files: dict[str, str], needles: list[str], world: dict[str, Path], tmp_path: Path) -> None:
+    values = {"tmp": str(world["tmp"]), "url": f"sqlite:///{world['db']}"}
+    for name, text in files.items():
+        path = tmp_path / f"{name}.{'toml' if name == 'study' else 'json'}"
+        path.write_text(text)
+        values[name] = str(path)
+    env = {}
+    argv = []
+    for arg in args:
+        arg = arg.format(**values)
+        if arg.startswith("ENV:"):
+            key, _, value = arg[4:].partition("=")
+            env[key] = value
+        else:
+            argv.append(arg)
+    if argv[0] == "optimize" and "--storage" not in argv:
+        argv += ["--storage", f"sqlite:///{tmp_path / 'new.db'}"]
+    before_world, before_tmp = _digest(world["tmp"]), _digest(tmp_path)
+    proc = run_cli(*argv, env=env)
+    assert_one_line_error(proc, *(n.format(**values) for n in needles))
+    assert "hunter2" not in proc.stderr + proc.stdout
+    assert _digest(world["tmp"]) == before_world and _digest(tmp_path) == before_tmp  # nothing created or changed
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_there_are_at_least_thirty_cases() -> None:
+    assert len(CASES) >= 30

@@ -1,0 +1,176 @@
+"""Dead workers, Ctrl-C, divergence, password masking, and a PostgreSQL soak: real processes, real storages."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from lrpo_study.storage import open_storage
+
+from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+LONG = "epochs = 40\nbatch_size = 128"
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lrpo_study", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=os.environ.copy(),
+    )
+
+
+def wait_for_running(name: str, url: str, *, older_than: float, timeout: float = 180) -> optuna.trial.FrozenTrial:
+    """A RUNNING trial that has been training for ``older_than`` seconds (so it has checkpoints)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(url))
+        except KeyError:
+            continue
+        for t in study.get_trials(states=(TrialState.RUNNING,)):
+            if "pid" in t.user_attrs and t.datetime_start and time.time() - t.datetime_start.timestamp() > older_than:
+                return t
+    pytest.fail("no trial started in time")
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_killed_worker_trial_is_failed_retried_and_resumed(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    name = f"dead-{backend}-{uuid.uuid4().hex[:8]}"
+    url = f"journal:{tmp_path / 's.journal'}" if backend == "journal" else request.getfixturevalue("pg_url")
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=6, fixed=LONG)
+    checkpoints = tmp_path / "ckpt"
+    proc = start("optimize", str(spec), "--storage", url, "--workers", "3", "--no-progress", "--device", "cpu",
+                 "--heartbeat", "2", "--checkpoint-dir", str(checkpoints))
+    try:
+        victim = wait_for_running(name, url, older_than=1.5)
+        os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+        out, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+        trials = study.get_trials()
+        assert len([t for t in trials if t.state in FINISHED]) == 6
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        assert len({t.number for t in trials}) == len(trials)
+        assert trials[victim.number].state == TrialState.FAIL
+        retries = [t for t in trials if t.user_attrs.get("retried_from") == victim.number]
+        assert len(retries) == 1 and retries[0].state in FINISHED
+        assert retries[0].params == victim.params
+        assert retries[0].user_attrs.get("resumed_from_epoch", 0) >= 1
+        assert len(retries[0].user_attrs["curves"]["val_accuracy"]) == retries[0].user_attrs["epochs"]
+        assert not list(checkpoints.glob("*.pt"))  # finished trials clean up after themselves
+        export = tmp_path / "settings.json"
+        assert run_cli("export", "--storage", url, "--study", name, "--pareto", "-o", str(export)).returncode == 0
+    finally:
+        proc.kill()
+        if backend == "postgres":
+            optuna.delete_study(study_name=name, storage=url)
+
+
+def test_ctrl_c_marks_the_trial_failed_and_the_same_command_finishes(tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "s.toml", name="sigint", n_trials=3, fixed=LONG)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu")
+    proc = start(*args)
+    wait_for_running("sigint", url, older_than=0.5)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.time() - sent < 10
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert "To resume, run: python -m lrpo_study optimize" in lines[-1] and "Traceback" not in err
+    study = optuna.load_study(study_name="sigint", storage=url)
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert study.get_trials(states=(TrialState.FAIL,))
+    assert run_cli(*args).returncode == 0
+    assert len(optuna.load_study(study_name="sigint", storage=url).get_trials(states=FINISHED)) == 3
+
+
+def test_divergence_prunes_with_a_reason_and_the_study_goes_on(tmp_path: Path) -> None:
+    spec = write_study(
+        tmp_path / "s.toml", name="diverge", method="greedylr", n_trials=3, sampler="random",
+        fixed="epochs = 12\nbatch_size = 128\npatience = 0\nfactor = 0.25\nmax_lr = 1e6\nmin_lr = 1e-3",
+        search='lr = { type = "float", low = 0.5, high = 2.0 }',
+    )
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
+    study = optuna.load_study(study_name="diverge", storage=url)
+    trials = study.get_trials(states=FINISHED)
+    assert len(trials) == 3
+    diverged = [t for t in trials if t.user_attrs.get("pruned_reason", "").startswith("diverged")]
+    assert diverged and all(t.state == TrialState.PRUNED for t in diverged)
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert all(v == v and abs(v) != float("inf") for v in t.values)
+
+
+def test_passwords_never_appear_in_output_or_exports(pg_url: str, tmp_path: Path) -> None:
+    secret = "Sup3rS3cret" + uuid.uuid4().hex[:6]
+    url = pg_url.replace("postgres@", f"postgres:{secret}@")  # trust auth accepts any password
+    name = f"secret-{uuid.uuid4().hex[:8]}"
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=1)
+    try:
+        outputs = []
+        proc = run_cli("optimize", str(spec), "--storage", url)
+        assert proc.returncode == 0, proc.stderr
+        outputs += [proc.stdout, proc.stderr]
+        assert "postgres:***@" in proc.stdout
+        export = tmp_path / "settings.json"
+        proc = run_cli("export", "--storage", url, "--study", name, "--trial", "0", "-o", str(export))
+        outputs += [proc.stdout, proc.stderr, export.read_text()]
+        assert json.loads(export.read_text())["provenance"]["storage"].startswith("postgresql+psycopg://postgres:***@")
+        for bad in (url.replace("postgres:", "nobody:"), url.replace("5432", "1")):
+            proc = run_cli("optimize", str(spec), "--storage", bad)
+            assert_one_line_error(proc, "***")
+            outputs += [proc.stdout, proc.stderr]
+        assert not any(secret in text for text in outputs)
+    finally:
+        optuna.delete_study(study_name=name, storage=pg_url)
+
+
+def test_dashboard_warns_when_bound_beyond_this_machine(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.create_study(storage=url, study_name="empty")
+    proc = start("dashboard", "--storage", url, "--host", "0.0.0.0", "--port", str(free_port()))
+    try:
+        first = proc.stderr.readline()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "warning" in first and "no authentication" in first
+
+
+def test_no_user_file_reaches_eval_exec_or_pickle() -> None:
+    sources = {p: p.read_text() for p in (REPO / "lrpo_study").rglob("*.py")}
+    for path, text in sources.items():
+        assert not re.search(r"(?<![.\w])(eval|exec)\(|import pickle|pickle\.|yaml\.load\(", text), path
+        for call in re.findall(r"torch\.load\([^)]*\)", text):
+            assert "weights_only=True" in call, (path, call)
+
+
+def test_postgres_soak_four_workers_forty_trials(pg_url: str, tmp_path: Path) -> None:
+    name = f"soak-{uuid.uuid4().hex[:8]}"
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=40, fixed="epochs = 2\nbatch_size = 256")
+    try:
+        start_time = time.perf_counter()
+        proc = run_cli("optimize", str(spec), "--storage", pg_url, "--workers", "4", "--no-progress", timeout=600)
+        wall = time.perf_counter() - start_time
+        assert proc.returncode == 0, proc.stderr
+        assert "Error" not in proc.stderr and "Traceback" not in proc.stderr
+        trials = optuna.load_study(study_name=name, storage=pg_url).get_trials()
+        assert len([t for t in trials if t.state in FINISHED]) == 40 and len(trials) == 40
+        print(f"\nsoak: 40 trials, 4 workers on PostgreSQL: {wall:.1f} s wall, {40 / wall * 60:.1f} trials/min")
+    finally:
+        optuna.delete_study(study_name=name, storage=pg_url)
