@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-dashboard", action="store_true", help="do not save the figure and notes into the studies")
     rep.set_defaults(handler=cmd_report)
 
+    con = sub.add_parser("confirm", help="re-train Pareto trials with fresh seeds; score on the untouched test set")
+    con.add_argument("--storage", default=DEFAULT_STORAGE)
+    con.add_argument("--study", action="append", default=[], help="study name (repeatable; default: every lrpo_study study)")
+    con.add_argument("--seeds", default="42,43,44", help="comma-separated seeds (default %(default)s)")
+    con.add_argument("--best", type=int, metavar="N", help="the N most accurate trials instead of the Pareto trials")
+    _add_data_args(con)
+    con.set_defaults(handler=cmd_confirm)
+
     dash = sub.add_parser("dashboard", help="browse the storage in optuna-dashboard")
     dash.add_argument("--storage", default=DEFAULT_STORAGE)
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -139,6 +147,39 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.no_dashboard:
         save_to_dashboard(methods, figure)
     print(f"wrote {args.output}: {len(methods)} studies ({', '.join(m.study.study_name for m in methods)})")
+    return 0
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    import optuna
+
+    from .confirm import confirm_study, confirmation_table
+    from .data import resolve_root
+    from .runner import SPEC_ATTR
+    from .storage import mask_url, open_storage
+    from .train import resolve_device
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if args.best is not None and args.best < 1:
+        raise UserError(f"--best must be >= 1, got {args.best}")
+    resolve_root(args.data_dir)
+    resolve_device(args.device)
+    storage = open_storage(args.storage)
+    names = args.study or optuna.get_all_study_names(storage)
+    studies = [_load_study(args.storage, name) for name in names]
+    studies = [s for s in studies if SPEC_ATTR in s.user_attrs and s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+    if not studies:
+        raise UserError(f"no lrpo_study study with complete trials in {mask_url(args.storage)}")
+    results = []
+    for study in studies:
+        if study.user_attrs[SPEC_ATTR]["split"] != "holdout":
+            print(f"{study.study_name}: skipped (split {study.user_attrs[SPEC_ATTR]['split']!r} has no untouched test set)")
+            continue
+        results += confirm_study(study, seeds=seeds, top=args.best, device_name=args.device, data_dir=args.data_dir)
+    print(confirmation_table(results))
     return 0
 
 

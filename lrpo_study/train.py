@@ -222,6 +222,8 @@ def train(
         if on_checkpoint is not None:
             on_checkpoint(_snapshot(epoch, step, model, optimizer, schedule, perm_gen, result))
     bar.close()
+    if data.test_x is not None and data.test_y is not None:
+        result.extras["test_loss"], result.extras["test_accuracy"] = evaluate(model, data.test_x, data.test_y)
     if isinstance(schedule, LRPO):
         result.extras.update(alpha=schedule.alpha, predictor_seconds=schedule.predictor_seconds)
         if schedule.probe_record:

@@ -18,57 +18,12 @@ import statistics
 import time
 
 import torch
-from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader, Subset
-from torchvision import transforms
-from torchvision.datasets import FashionMNIST
+from _reference import BATCH, SAMPLES, reference_loader, reference_mlp, reference_train, sync
 
-from lrpo_study.data import MEAN, STD, load_split, resolve_root
+from lrpo_study.data import load_split
 from lrpo_study.hyperparameters import resolve
 from lrpo_study.models import count_parameters
 from lrpo_study.train import resolve_device, train
-
-SAMPLES, BATCH = 20000, 1024
-
-
-def reference_mlp() -> nn.Module:
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(784, 256), nn.BatchNorm1d(256), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(256, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Dropout(0.4),
-        nn.Linear(128, 64), nn.ReLU(), nn.Dropout(0.3),
-        nn.Linear(64, 32), nn.ReLU(),
-        nn.Linear(32, 10),
-    )
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def reference_epochs(data_dir: str | None, device: torch.device, epochs: int) -> list[float]:
-    root, download = resolve_root(data_dir)
-    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
-    full = FashionMNIST(root=str(root), train=True, download=download, transform=tf)
-    indices = torch.randperm(len(full), generator=torch.Generator().manual_seed(42))[:SAMPLES].tolist()
-    loader = DataLoader(Subset(full, indices), batch_size=BATCH, shuffle=True)
-    torch.manual_seed(42)
-    model = reference_mlp().to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
-    times = []
-    for _ in range(epochs):
-        model.train()
-        start = time.perf_counter()
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def matmul_flops(device: torch.device) -> float:
@@ -97,7 +52,7 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
     print(f"device: {name}, torch {torch.__version__}")
 
-    ref = reference_epochs(args.data_dir, device, args.epochs)
+    ref = reference_train(reference_loader(args.data_dir), device, args.epochs)
     data = load_split(split="paper", data_dir=args.data_dir, seed=42, train_size=SAMPLES).to(device)
     hp = resolve("fixed", {"epochs": args.epochs + 1})
     ours = train(method="fixed", hyperparameters=hp, data=data, seed=42, device=device).curves["seconds"][1:]

@@ -229,3 +229,17 @@ def test_chromium_renders_the_pareto_front(dashboard: str, tmp_path: Path) -> No
         driver.save_screenshot(str(tmp_path / "dashboard.png"))
     finally:
         driver.quit()
+
+
+def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str) -> None:
+    proc = run_cli("confirm", "--storage", storage, "--study", "cosine", "--best", "1", "--seeds", "1,2", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy" in proc.stdout
+    study = optuna.load_study(study_name="cosine", storage=storage)
+    records = {k: v for k, v in study.user_attrs.items() if k.startswith("confirm:")}
+    assert len(records) == 1
+    record = next(iter(records.values()))
+    assert record["seeds"] == [1, 2] and len(record["test_accuracy"]) == 2
+    assert all(0.3 < a <= 1.0 for a in record["test_accuracy"])
+    assert record["test_accuracy"][0] != record["test_accuracy"][1]  # really different seeds
+    assert_one_line_error(run_cli("confirm", "--storage", storage, "--seeds", "a,b"), "--seeds")
