@@ -58,12 +58,10 @@ class CheckpointStore:
         self.path(key).unlink(missing_ok=True)
 
 
-def default_checkpoint_dir(storage_url: str) -> Path | None:
-    """Beside a SQLite or Journal file; None for server storages (pass --checkpoint-dir)."""
-    if storage_url.startswith("sqlite:///"):
-        path = storage_url[len("sqlite:///"):]
-    elif storage_url.startswith("journal:"):
-        path = storage_url[len("journal:"):]
-    else:
-        return None
-    return None if path in ("", ":memory:") else Path(path + ".checkpoints")
+def beside_storage(storage_url: str, suffix: str) -> Path | None:
+    """``FILE + suffix`` for a SQLite or Journal file; None for server storages (no shared disk implied)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if storage_url.startswith(prefix):
+            path = storage_url[len(prefix):]
+            return None if path in ("", ":memory:") else Path(path + suffix)
+    return None

@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--seed", type=int, help="override the file's sampler seed")
     opt.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS", help="RDB heartbeat interval; a trial silent for 3x this is failed and retried (default %(default)s)")
     opt.add_argument("--checkpoint-dir", help="per-epoch checkpoints so retried trials resume (default: beside a sqlite/journal file; off for servers)")
+    opt.add_argument("--cache-dir", help="trajectory cache: shared epoch prefixes are trained once (default: beside a sqlite/journal file; off for servers)")
+    opt.add_argument("--no-cache", action="store_true", help="train every epoch of every trial")
+    opt.add_argument("--cache-size-mb", type=int, default=2048, help="cache size limit; least recently used entries go first (default %(default)s)")
     opt.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_data_args(opt)
     opt.set_defaults(handler=cmd_optimize)
@@ -215,6 +218,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
     if args.heartbeat < 1:
         raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
+    if args.cache_size_mb < 1:
+        raise UserError(f"--cache-size-mb must be >= 1, got {args.cache_size_mb}")
+    if args.no_cache and args.cache_dir:
+        raise UserError("give --cache-dir or --no-cache, not both")
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     specs = [load_spec(path) for path in (args.studies or [DEFAULT_STUDY])]
@@ -229,7 +236,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     options = RunOptions(
         storage=args.storage, heartbeat=args.heartbeat, n_trials=args.n_trials, workers=args.workers, sampler=args.sampler,
         seed=args.seed, device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
-        checkpoint_dir=args.checkpoint_dir or _default_checkpoints(args.storage),
+        checkpoint_dir=args.checkpoint_dir or _beside(args.storage, ".checkpoints"),
+        cache_dir=None if args.no_cache else args.cache_dir or _beside(args.storage, ".cache"),
+        cache_max_bytes=args.cache_size_mb * 1024**2,
     )
     import optuna
 
@@ -255,10 +264,10 @@ def _quote(arg: str) -> str:
     return shlex.quote(mask_url(arg))
 
 
-def _default_checkpoints(storage: str) -> str | None:
-    from .checkpoints import default_checkpoint_dir
+def _beside(storage: str, suffix: str) -> str | None:
+    from .checkpoints import beside_storage
 
-    path = default_checkpoint_dir(storage)
+    path = beside_storage(storage, suffix)
     return None if path is None else str(path)
 
 

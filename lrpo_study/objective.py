@@ -11,6 +11,7 @@ import optuna
 import torch
 
 from . import __version__
+from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore, checkpoint_key
 from .config import StudySpec
 from .data import Split
@@ -70,12 +71,14 @@ class Objective:
     """Callable for ``study.optimize``; one instance per worker, data already on ``device``."""
 
     def __init__(
-        self, spec: StudySpec, data: Split, device: torch.device, *, checkpoints: CheckpointStore | None = None
+        self, spec: StudySpec, data: Split, device: torch.device, *, checkpoints: CheckpointStore | None = None,
+        cache: TrajectoryCache | None = None,
     ) -> None:
         self.spec = spec
         self.data = data
         self.device = device
         self.checkpoints = checkpoints
+        self.cache = cache
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = self.spec
@@ -91,15 +94,16 @@ class Objective:
             seed=spec.train_seed, train_size=spec.train_size, val_size=spec.val_size, hp=hp,
         )
         resume = self.checkpoints.load(key) if self.checkpoints else None
-        curves: dict[str, list[float]] = {name: list(resume["curves"][name]) for name in CURVES} if resume else {name: [] for name in CURVES}
         if resume:
             trial.set_user_attr("resumed_from_epoch", int(resume["epoch"]))
+        curves: dict[str, list[float]] = {name: [] for name in CURVES}  # the latest history the loop showed us
         hook = self._pruning_hook(trial, curves, hp["epochs"])
         try:
             result = train(
                 method=spec.method, hyperparameters=hp, data=self.data, model_name=spec.model,
                 seed=spec.train_seed, device=self.device, on_epoch=[hook], resume=resume,
                 on_checkpoint=(lambda state: self.checkpoints.save(key, state)) if self.checkpoints else None,
+                cache=self.cache,
             )
         except Diverged as exc:
             self._finish(trial, curves, key)
@@ -110,6 +114,7 @@ class Objective:
             self._finish(trial, curves, key)
             raise
         self._finish(trial, result.curves, key)
+        trial.set_user_attr("cached_epochs", result.extras.pop("cached_epochs"))
         for name, value in result.extras.items():
             trial.set_user_attr(name, value)
         values = tuple(float(getattr(result, name)) for name in spec.objectives)
@@ -137,7 +142,7 @@ class Objective:
 
         def hook(m: EpochMetrics) -> None:
             for name in CURVES:
-                curves[name].append(getattr(m, name))
+                curves[name] = list(m.history[name])
             reason: str | None = None
             if single and spec.pruning.rule != "none":
                 trial.report(self._intermediate(curves), m.epoch)

@@ -16,6 +16,7 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore
 from .config import StudySpec
 from .data import load_split
@@ -42,6 +43,8 @@ class RunOptions:
     data_dir: str | None = None
     progress: bool = True
     checkpoint_dir: str | None = None
+    cache_dir: str | None = None
+    cache_max_bytes: int = 2 * 1024**3
 
     def open_storage(self) -> optuna.storages.BaseStorage:
         return open_storage(self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat)
@@ -106,7 +109,9 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int) -> N
     )
     fail_dead_local_trials(study)
     checkpoints = CheckpointStore(options.checkpoint_dir) if options.checkpoint_dir else None
-    study.optimize(Objective(spec, data, device, checkpoints=checkpoints), n_trials=n_trials, gc_after_trial=False)
+    cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
+    objective = Objective(spec, data, device, checkpoints=checkpoints, cache=cache)
+    study.optimize(objective, n_trials=n_trials, gc_after_trial=False)
 
 
 class _Monitor:

@@ -6,13 +6,14 @@ import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .cache import TrajectoryCache, trajectory_key
 from .data import Split
 from .errors import UserError
 from .models import build_model, count_parameters
@@ -29,6 +30,7 @@ class EpochMetrics:
     val_accuracy: float
     lr: float  # mean lr of the first param group over the epoch's batches
     seconds: float  # this epoch's training time (evaluation excluded, schedule overhead included)
+    history: Mapping[str, list[float]] = field(default_factory=dict, repr=False)  # all curves so far
 
 
 class Diverged(Exception):
@@ -148,6 +150,7 @@ def train(
     seed: int = 42, device: torch.device | str = "cpu", on_epoch: Sequence[EpochHook] = (),
     on_step: Sequence[StepHook] = (), progress: bool = False, probe_steps: int = 3,
     on_checkpoint: Callable[[dict[str, Any]], None] | None = None, resume: Mapping[str, Any] | None = None,
+    cache: TrajectoryCache | None = None,
 ) -> TrainResult:
     """Train ``model_name`` on ``data`` with ``method``'s schedule; ``hyperparameters`` must be
     resolved (see ``lrpo_study.hyperparameters.resolve``). ``data`` must already be on ``device``.
@@ -156,7 +159,9 @@ def train(
     (``on_epoch(metrics)``); an exception raised by a hook stops training.
     ``on_checkpoint(state)`` receives, after each epoch, everything needed to
     continue identically (model, optimizer, schedule, RNG states, curves);
-    ``resume=state`` continues from such a state.
+    ``resume=state`` continues from such a state. With ``cache``, schedules
+    whose lr is constant per epoch start from the longest cached prefix of
+    their trajectory and store the epochs they compute (``lrpo_study.cache``).
     """
     hp = dict(hyperparameters)
     device = torch.device(device)
@@ -175,12 +180,18 @@ def train(
     result = TrainResult(method, hp, model_name, count_parameters(model), seed, str(device))
     perm_gen = torch.Generator(device=device).manual_seed(seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step, first_epoch = 0, 1
+    state = _LoopState()
+    if schedule.interval != "epoch":
+        cache = None  # the lr moves within epochs: no per-epoch lr history to key on
+    context = _cache_context(model_name, seed, device, hp, data) if cache is not None else {}
     if resume is not None:
-        step, first_epoch = _restore(resume, model, optimizer, schedule, perm_gen, result)
-    bar = tqdm(total=epochs, initial=first_epoch - 1, desc=method, unit="epoch", disable=not progress, leave=False)
-    for epoch in range(first_epoch, epochs + 1):
+        _restore(resume, model, optimizer, schedule, perm_gen, result, state)
+    elif cache is not None:
+        _resume_from_cache(cache, context, schedule, epochs, model, optimizer, perm_gen, result, state, sync)
+    bar = tqdm(total=epochs, initial=state.epoch, desc=method, unit="epoch", disable=not progress, leave=False)
+    for epoch in range(state.epoch + 1, epochs + 1):
         model.train()
+        state.lr_history.append(schedule.get_last_lr())
         start = time.perf_counter()
         perm = torch.randperm(n, device=device, generator=perm_gen)
         loss_sum = torch.zeros((), device=device)
@@ -194,11 +205,11 @@ def train(
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach() * len(idx)
-            step += 1
+            state.step += 1
             if schedule.interval == "step":
                 schedule.step(float(loss) if schedule.needs_loss else None)
             for hook in on_step:
-                hook(step, loss)
+                hook(state.step, loss)
         train_loss = float(loss_sum) / n
         sync()
         seconds = time.perf_counter() - start
@@ -207,21 +218,24 @@ def train(
         val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
         if not math.isfinite(val_loss):
             raise Diverged(epoch, f"validation loss is {val_loss}")
+        state.epoch = epoch
+        state.train_seconds.append(seconds)
+        for name, value in zip(CURVES, (train_loss, val_loss, val_acc, lr_sum / steps_per_epoch, seconds), strict=True):
+            result.curves[name].append(value)
+        if cache is not None:
+            # Stored before the schedule's epoch step: a trial branching here takes that step itself.
+            cache.put(trajectory_key(context, state.lr_history), _snapshot(model, optimizer, schedule, perm_gen, result, state))
         if schedule.interval == "epoch" and epoch < epochs:
-            start = time.perf_counter()
-            _epoch_step(schedule, train_loss, val_loss)
-            sync()
-            seconds += time.perf_counter() - start
-        metrics = EpochMetrics(epoch, train_loss, val_loss, val_acc, lr_sum / steps_per_epoch, seconds)
-        for name in CURVES:
-            result.curves[name].append(getattr(metrics, name))
+            result.curves["seconds"][-1] += _timed_epoch_step(schedule, train_loss, val_loss, sync)
+        metrics = EpochMetrics(epoch, train_loss, val_loss, val_acc, lr_sum / steps_per_epoch, result.curves["seconds"][-1], result.curves)
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", acc=f"{val_acc:.4f}")
         for epoch_hook in on_epoch:
             epoch_hook(metrics)
         if on_checkpoint is not None:
-            on_checkpoint(_snapshot(epoch, step, model, optimizer, schedule, perm_gen, result))
+            on_checkpoint(_snapshot(model, optimizer, schedule, perm_gen, result, state))
     bar.close()
+    result.extras["cached_epochs"] = state.cached_epochs
     if data.test_x is not None and data.test_y is not None:
         result.extras["test_loss"], result.extras["test_accuracy"] = evaluate(model, data.test_x, data.test_y)
     if isinstance(schedule, LRPO):
@@ -229,6 +243,79 @@ def train(
         if schedule.probe_record:
             result.extras["probe"] = schedule.probe_record
     return result
+
+
+@dataclass
+class _LoopState:
+    """What the loop carries between epochs besides model, optimizer and schedule."""
+
+    epoch: int = 0
+    step: int = 0
+    lr_history: list[list[float]] = field(default_factory=list)  # every group's lr, per epoch
+    train_seconds: list[float] = field(default_factory=list)  # per epoch, schedule steps excluded
+    cached_epochs: int = 0
+
+
+def _cache_context(model_name: str, seed: int, device: torch.device, hp: Mapping[str, Any], data: Split) -> dict[str, Any]:
+    """Everything besides the lr history that decides the trajectory."""
+    from . import __version__  # noqa: PLC0415
+
+    fingerprint = [tuple(data.train_x.shape), tuple(data.val_x.shape), float(data.train_x.sum()), int(data.train_y.sum()), float(data.val_x.sum())]
+    return {
+        "model": model_name, "seed": seed, "device": device.type, "data": fingerprint, "torch": torch.__version__,
+        "lrpo_study": __version__, **{k: hp[k] for k in ("batch_size", "momentum", "weight_decay")},
+    }
+
+
+def _resume_from_cache(
+    cache: TrajectoryCache, context: dict[str, Any], schedule: LRSchedule, epochs: int, model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer, perm_gen: torch.Generator, result: TrainResult, state: _LoopState,
+    sync: Callable[[], None],
+) -> None:
+    """Walk the schedule over cached epochs (each hit's losses give the next lr, hence the next
+    key) and continue from the longest hit. A step that needs the model (LRPO's probe) is taken
+    on the restored state of that epoch, then the walk goes on."""
+    history: list[list[float]] = []
+    entry: dict[str, Any] | None = None
+    restored = 0
+    own_steps: list[float] = []
+
+    def restore(snapshot: dict[str, Any]) -> None:
+        walked = schedule.state_dict()  # ours, not the schedule of the trial that computed the entry
+        _restore(snapshot, model, optimizer, schedule, perm_gen, result, state)
+        schedule.load_state_dict(walked)
+
+    while len(history) < epochs:
+        lrs = schedule.get_last_lr()
+        hit = cache.get(trajectory_key(context, [*history, lrs]))
+        if hit is None:
+            break
+        history.append(lrs)
+        entry = hit
+        if len(history) == epochs:
+            break
+        if not schedule.replay_safe(len(history)):
+            restore(hit)
+            restored = len(history)
+        curves = hit["curves"]
+        own_steps.append(_timed_epoch_step(schedule, curves["train_loss"][-1], curves["val_loss"][-1], sync))
+    if entry is None:
+        return
+    hits = len(history)
+    if restored != hits:
+        restore(entry)
+    # Honest cost: the training seconds measured when each epoch was computed, plus this
+    # trial's own schedule steps (another trial's predictor overhead is not ours).
+    own_steps += [0.0] * (hits - len(own_steps))
+    result.curves["seconds"] = [t + s for t, s in zip(state.train_seconds, own_steps, strict=True)]
+    state.cached_epochs = hits
+
+
+def _timed_epoch_step(schedule: LRSchedule, train_loss: float, val_loss: float, sync: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    _epoch_step(schedule, train_loss, val_loss)
+    sync()
+    return time.perf_counter() - start
 
 
 def _epoch_step(schedule: LRSchedule, train_loss: float, val_loss: float) -> None:
@@ -239,28 +326,31 @@ def _epoch_step(schedule: LRSchedule, train_loss: float, val_loss: float) -> Non
 
 
 def _snapshot(
-    epoch: int, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule, perm_gen: torch.Generator, result: TrainResult,
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: LRSchedule, perm_gen: torch.Generator,
+    result: TrainResult, state: _LoopState,
 ) -> dict[str, Any]:
     """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it back."""
     return copy.deepcopy({
-        "epoch": epoch, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+        "epoch": state.epoch, "step": state.step, "lr_history": state.lr_history, "train_seconds": state.train_seconds,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         "perm_rng": perm_gen.get_state(), "curves": result.curves,
     })
 
 
 def _restore(
-    state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    schedule: LRSchedule, perm_gen: torch.Generator, result: TrainResult,
-) -> tuple[int, int]:
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    schedule.load_state_dict(copy.deepcopy(state["schedule"]))
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"]:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    perm_gen.set_state(state["perm_rng"])
-    result.curves = copy.deepcopy(dict(state["curves"]))
-    return int(state["step"]), int(state["epoch"]) + 1
+    snapshot: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    schedule: LRSchedule, perm_gen: torch.Generator, result: TrainResult, state: _LoopState,
+) -> None:
+    model.load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(snapshot["optimizer"])
+    schedule.load_state_dict(copy.deepcopy(snapshot["schedule"]))
+    torch.set_rng_state(snapshot["torch_rng"])
+    if snapshot["cuda_rng"]:
+        torch.cuda.set_rng_state_all(snapshot["cuda_rng"])
+    perm_gen.set_state(snapshot["perm_rng"])
+    result.curves = copy.deepcopy(dict(snapshot["curves"]))
+    state.epoch, state.step = int(snapshot["epoch"]), int(snapshot["step"])
+    state.lr_history = copy.deepcopy(list(snapshot["lr_history"]))
+    state.train_seconds = list(snapshot["train_seconds"])

@@ -40,6 +40,11 @@ class LRSchedule:
     def step(self, loss: float | None = None) -> None:
         raise NotImplementedError
 
+    def replay_safe(self, epoch: int) -> bool:
+        """Whether the step after ``epoch`` may be replayed from recorded losses alone
+        (without the model in its state at that epoch); the trajectory cache relies on it."""
+        return True
+
     def get_last_lr(self) -> list[float]:
         return [float(g["lr"]) for g in self.optimizer.param_groups]
 

@@ -100,6 +100,9 @@ class LRPO(LRSchedule):
             self.alpha = self._decide_alpha()
         self._apply_current()
 
+    def replay_safe(self, epoch: int) -> bool:
+        return not (self.variant == "predicted" and epoch == self.pretrain_epochs)  # the probe needs the model
+
     def _decide_alpha(self) -> float:
         if self.variant == "faithful":
             return faithful_alpha(self.losses)

@@ -1,0 +1,82 @@
+"""Trajectory cache: train a shared prefix of epochs once, branch from it many times.
+
+The training state after epoch e (model, optimizer, RNG states of the loop,
+curves) depends only on what came before: data, model, seed, batch size,
+optimizer settings, device, versions, and the lr used in each epoch so far.
+For schedules whose lr is constant within an epoch (fixed, LRPO, GreedyLR per
+epoch) that lr history is the whole story, so the state is stored under a hash
+of (those settings, lr history). A trial walks its own schedule forward over
+cached epochs — each hit hands the schedule that epoch's recorded loss, which
+gives the next epoch's lr and so the next key — and resumes from its longest
+hit. Results are identical to training from scratch; cached epochs keep the
+seconds measured when they were computed.
+
+Entries are written atomically (temporary file + ``os.replace``), read with
+``torch.load(weights_only=True)``; an unreadable entry is a miss (with a
+warning) and is deleted. Past ``max_bytes`` the least recently used entries
+(by modification time, refreshed on every hit) are evicted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from .checkpoints import CheckpointStore
+
+
+def trajectory_key(context: Mapping[str, Any], lr_history: list[list[float]]) -> str:
+    payload = json.dumps({"context": context, "lrs": [[float.hex(lr) for lr in lrs] for lrs in lr_history]}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:40]
+
+
+class TrajectoryCache:
+    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = 2 * 1024**3) -> None:
+        self.store = CheckpointStore(directory)
+        self.max_bytes = max_bytes
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.store.path(key)
+        if not path.exists():
+            return None
+        try:
+            state: dict[str, Any] = torch.load(path, weights_only=True)
+        except Exception as exc:  # noqa: BLE001  (a damaged entry is recomputed, never fatal)
+            warnings.warn(f"trajectory cache: ignoring unreadable entry {path.name}: {exc}", stacklevel=2)
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            os.utime(path)
+        except OSError:
+            pass  # evicted by another worker meanwhile; we already hold its content
+        return state
+
+    def put(self, key: str, state: dict[str, Any]) -> None:
+        if self.store.path(key).exists():
+            return
+        self.store.save(key, state)
+        self._evict()
+
+    def _evict(self) -> None:
+        entries = []
+        for path in self.store.directory.glob("*.pt"):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            entries.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_bytes:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.store.directory.glob("*.pt"))

@@ -1,0 +1,116 @@
+"""The trajectory cache: identical results, honest seconds, eviction, damaged entries."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrpo_study.cache import TrajectoryCache
+from lrpo_study.data import Split
+from lrpo_study.hyperparameters import resolve
+from lrpo_study.train import TrainResult, train
+
+SMALL = {"batch_size": 256}
+
+
+def run(method: str, values: dict, data: Split, cache: TrajectoryCache | None) -> TrainResult:
+    return train(method=method, hyperparameters=resolve(method, {**SMALL, **values}), data=data, seed=3, cache=cache)
+
+
+def assert_same_run(a: TrainResult, b: TrainResult) -> None:
+    for name in ("train_loss", "val_loss", "val_accuracy", "lr"):
+        torch.testing.assert_close(torch.tensor(a.curves[name]), torch.tensor(b.curves[name]), rtol=0, atol=0, msg=name)
+    assert a.extras.get("alpha") == b.extras.get("alpha")
+
+
+@pytest.mark.parametrize(
+    ("method", "first", "second", "shared"),
+    [
+        ("lrpo", {"pretrain_epochs": 4, "finetune_epochs": 2, "finetune_lr": 1e-3},
+         {"pretrain_epochs": 4, "finetune_epochs": 3, "finetune_lr": 5e-3}, 5),  # faithful: same alpha, the jump is shared too
+        ("lrpo", {"pretrain_epochs": 4, "finetune_epochs": 1, "variant": "predicted"},
+         {"pretrain_epochs": 4, "finetune_epochs": 2, "variant": "predicted", "predictor_hidden": 8}, 4),
+        ("fixed", {"epochs": 3}, {"epochs": 5}, 3),
+        ("greedylr", {"epochs": 3, "patience": 0, "factor": 0.7}, {"epochs": 5, "patience": 0, "factor": 0.7}, 3),
+    ],
+    ids=["lrpo-faithful", "lrpo-predicted", "fixed", "greedylr"],
+)
+def test_branching_from_the_cache_equals_training_from_scratch(
+    method: str, first: dict, second: dict, shared: int, small_split: Split, tmp_path: Path
+) -> None:
+    cache = TrajectoryCache(tmp_path / "cache")
+    computed_first = run(method, first, small_split, cache)
+    assert computed_first.extras["cached_epochs"] == 0
+    branched = run(method, second, small_split, cache)
+    scratch = run(method, second, small_split, None)
+    assert branched.extras["cached_epochs"] == shared
+    assert_same_run(branched, scratch)
+    # Honest cost: cached epochs keep the training seconds measured when they were computed.
+    for i in range(shared - 1):
+        assert branched.curves["seconds"][i] == pytest.approx(computed_first.curves["seconds"][i], abs=1e-3)
+    assert len(branched.curves["seconds"]) == scratch.epochs
+    assert run(method, second, small_split, cache).extras["cached_epochs"] == scratch.epochs
+
+
+def test_step_schedules_are_not_cached(small_split: Split, tmp_path: Path) -> None:
+    cache = TrajectoryCache(tmp_path / "cache")
+    run("cosine", {"epochs": 2}, small_split, cache)
+    assert not list((tmp_path / "cache").glob("*.pt")) if (tmp_path / "cache").exists() else True
+    assert run("cosine", {"epochs": 2}, small_split, cache).extras["cached_epochs"] == 0
+
+
+def test_damaged_and_half_written_entries_are_recomputed(small_split: Split, tmp_path: Path) -> None:
+    cache = TrajectoryCache(tmp_path / "cache")
+    reference = run("fixed", {"epochs": 3}, small_split, cache)
+    entries = sorted((tmp_path / "cache").glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    assert len(entries) == 3
+    entries[1].write_bytes(b"not a checkpoint")  # damaged in the middle of the trajectory
+    (tmp_path / "cache" / ".deadbeef.123.tmp").write_bytes(b"half")  # a writer died mid-write
+    with pytest.warns(UserWarning, match="unreadable entry"):
+        again = run("fixed", {"epochs": 3}, small_split, cache)
+    assert again.extras["cached_epochs"] == 1  # the prefix before the damaged entry
+    assert_same_run(again, reference)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 3  # recomputed and stored again
+
+
+def test_least_recently_used_entries_are_evicted(small_split: Split, tmp_path: Path) -> None:
+    probe = TrajectoryCache(tmp_path / "probe")
+    run("fixed", {"epochs": 1}, small_split, probe)
+    entry_size = probe.size_bytes()
+    cache = TrajectoryCache(tmp_path / "cache", max_bytes=int(entry_size * 3.5))
+    run("fixed", {"epochs": 3, "lr": 0.05}, small_split, cache)
+    first_entries = set((tmp_path / "cache").glob("*.pt"))
+    time.sleep(0.05)
+    first = sorted(first_entries, key=lambda p: p.stat().st_mtime)[0]
+    os.utime(first)  # used again recently: it must survive
+    time.sleep(0.05)
+    run("fixed", {"epochs": 2, "lr": 0.02}, small_split, cache)
+    left = set((tmp_path / "cache").glob("*.pt"))
+    assert cache.size_bytes() <= cache.max_bytes and len(left) == 3
+    assert first in left and len(first_entries - left) == 2
+
+
+def test_two_workers_share_one_cache(tmp_path: Path) -> None:
+    import optuna
+
+    from lrpo_study.storage import open_storage
+
+    from .conftest import run_cli, write_study
+
+    spec = write_study(
+        tmp_path / "s.toml", name="cached", method="lrpo", n_trials=6, sampler="random",
+        fixed="pretrain_epochs = 4\nbatch_size = 256",
+        search='finetune_epochs = { type = "int", low = 1, high = 3 }\nfinetune_lr = { type = "float", low = 1e-3, high = 1e-2, log = true }',
+    )
+    url = f"journal:{tmp_path / 's.journal'}"
+    proc = run_cli("optimize", str(spec), "--storage", url, "--workers", "2", "--no-progress", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    trials = optuna.load_study(study_name="cached", storage=open_storage(url)).get_trials()
+    assert len(trials) == 6 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sum(t.user_attrs["cached_epochs"] >= 4 for t in trials) >= 3  # later trials branch after the shared pretrain
+    assert len({round(t.user_attrs["curves"]["val_accuracy"][3], 12) for t in trials}) == 1  # the same epoch 4 everywhere
+    assert list((tmp_path / "s.journal.cache").glob("*.pt"))
