@@ -6,8 +6,8 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import SAMPLERS

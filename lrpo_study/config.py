@@ -10,15 +10,15 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .data import SPLITS
 from .errors import UserError
 from .hyperparameters import METHODS, method_params, resolve
 from .models import MODELS
 
-# name -> (direction, human label)
-OBJECTIVES: dict[str, str] = {
+Direction = Literal["maximize", "minimize"]
+OBJECTIVES: dict[str, Direction] = {
     "best_val_accuracy": "maximize",
     "final_val_accuracy": "maximize",
     "final_val_loss": "minimize",
@@ -88,7 +88,7 @@ class StudySpec:
     search: tuple[SearchParam, ...] = ()
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [OBJECTIVES[o] for o in self.objectives]
 
     def to_dict(self) -> dict[str, Any]:

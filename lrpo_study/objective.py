@@ -93,7 +93,8 @@ class Objective:
             study=trial.study.study_name, method=spec.method, model=spec.model, split=spec.split,
             seed=spec.train_seed, train_size=spec.train_size, val_size=spec.val_size, hp=hp,
         )
-        resume = self.checkpoints.load(key) if self.checkpoints else None
+        store = self.checkpoints
+        resume = store.load(key) if store else None
         if resume:
             trial.set_user_attr("resumed_from_epoch", int(resume["epoch"]))
         curves: dict[str, list[float]] = {name: [] for name in CURVES}  # the latest history the loop showed us
@@ -102,7 +103,7 @@ class Objective:
             result = train(
                 method=spec.method, hyperparameters=hp, data=self.data, model_name=spec.model,
                 seed=spec.train_seed, device=self.device, on_epoch=[hook], resume=resume,
-                on_checkpoint=(lambda state: self.checkpoints.save(key, state)) if self.checkpoints else None,
+                on_checkpoint=(lambda state: store.save(key, state)) if store else None,
                 cache=self.cache,
             )
         except Diverged as exc:

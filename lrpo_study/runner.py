@@ -147,7 +147,7 @@ class _Monitor:
         done = sum(t.state in FINISHED for t in trials)
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        postfix = {"pruned": pruned}
+        postfix: dict[str, object] = {"pruned": pruned}
         if len(study.directions) > 1:
             postfix["pareto"] = len(study.best_trials) if complete else 0
         elif complete:

@@ -79,7 +79,7 @@ def test_exported_schedule_replays_the_trial_lr_curve_without_optuna(storage: st
         assert settings["provenance"]["storage"] == storage and settings["method"] == trial.user_attrs["method"]
         cases.append({
             "path": str(path), "steps_per_epoch": 1024 // settings["hyperparameters"]["batch_size"],
-            "losses": [{"train_loss": t, "val_loss": v} for t, v in zip(curves["train_loss"], curves["val_loss"])],
+            "losses": [{"train_loss": t, "val_loss": v} for t, v in zip(curves["train_loss"], curves["val_loss"], strict=True)],
         })
         recorded.append(curves["lr"])
     (tmp_path / "cases.json").write_text(json.dumps(cases))

@@ -8,8 +8,18 @@ import pytest
 import torch
 
 from lrpo_study.schedules import (
-    LRPO, CosineLR, CurvatureLR, FixedLR, GreedyLR, OneCycleLR, cosine_lr, curvature_factor,
-    faithful_alpha, hutchinson_trace, lrpo_lr, onecycle_lr,
+    LRPO,
+    CosineLR,
+    CurvatureLR,
+    FixedLR,
+    GreedyLR,
+    OneCycleLR,
+    cosine_lr,
+    curvature_factor,
+    faithful_alpha,
+    hutchinson_trace,
+    lrpo_lr,
+    onecycle_lr,
 )
 
 

@@ -87,5 +87,5 @@ def test_several_param_groups_keep_their_ratio(small_split: Split) -> None:
             sched.step(0.5) if sched.needs_loss else sched.step()
             lrs = sched.get_last_lr()
             assert lrs[0] == pytest.approx(10 * lrs[1]), method
-        for g, base in zip(opt.param_groups, (0.1, 0.01)):
+        for g, base in zip(opt.param_groups, (0.1, 0.01), strict=True):
             g["lr"] = g["initial_lr"] = base

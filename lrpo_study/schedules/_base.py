@@ -66,3 +66,28 @@ class LRSchedule:
 
     def _apply_current(self) -> None:
         """Write the lr that the restored state implies into the optimizer."""
+
+
+class TorchWrapped(LRSchedule):
+    """A per-batch schedule that delegates to one of torch's ``lr_scheduler`` classes."""
+
+    interval = "step"
+
+    def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any, *, total_steps: int) -> None:
+        super().__init__(optimizer)
+        self._torch = scheduler
+        self.total_steps = total_steps
+
+    def step(self, loss: float | None = None) -> None:
+        self.last_step += 1
+        # torch's one-cycle raises past its last step; a user's extra step is a no-op instead.
+        if self.last_step < self.total_steps:
+            self._torch.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"last_step": self.last_step, "torch": self._torch.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_step = state["last_step"]
+        self._torch.load_state_dict(state["torch"])
+        self._set_lrs(list(self._torch.get_last_lr()))

@@ -15,7 +15,7 @@ group's base lr). α is decided at the end of epoch P-1 by the ``variant``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
-from ._base import LRSchedule
+from ._base import TorchWrapped
 from ._params import Param
 
 
@@ -26,8 +25,7 @@ def onecycle_lr(
     return end + (start - end) / 2 * (1 + math.cos(math.pi * pct))
 
 
-class OneCycleLR(LRSchedule):
-    interval = "step"
+class OneCycleLR(TorchWrapped):
     PARAMS = {
         "pct_start": Param(float, 0.3, "fraction of steps spent warming up", low=0, high=1, low_open=True, high_open=True),
         "div_factor": Param(float, 25.0, "initial lr = peak / div_factor", low=1.0),
@@ -39,28 +37,13 @@ class OneCycleLR(LRSchedule):
         self, optimizer: torch.optim.Optimizer, *, total_steps: int, pct_start: float = 0.3,
         div_factor: float = 25.0, final_div_factor: float = 1e4, cycle_momentum: bool = True,
     ) -> None:
-        super().__init__(optimizer)
         if total_steps < 2:
             raise ValueError(f"total_steps must be >= 2 for one-cycle, got {total_steps=}")
-        self._torch = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=list(self.base_lrs), total_steps=total_steps, pct_start=pct_start,
-            div_factor=div_factor, final_div_factor=final_div_factor, anneal_strategy="cos",
-            cycle_momentum=cycle_momentum,
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["initial_lr"] for g in optimizer.param_groups], total_steps=total_steps,
+            pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
+            anneal_strategy="cos", cycle_momentum=cycle_momentum,
         )
-        self.total_steps = total_steps
-
-    def step(self, loss: float | None = None) -> None:
-        self.last_step += 1
-        # torch raises past the last step; the loop never goes there, a user's extra step is a no-op.
-        if self.last_step < self.total_steps:
-            self._torch.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"last_step": self.last_step, "torch": self._torch.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.last_step = state["last_step"]
-        self._torch.load_state_dict(state["torch"])
-        # Re-derive lr (and momentum) for the restored step from torch's own formula.
-        self._torch.last_epoch -= 1
-        self._torch.step()
+        super().__init__(optimizer, scheduler, total_steps=total_steps)

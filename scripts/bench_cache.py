@@ -1,0 +1,66 @@
+"""The same 60-trial LRPO study with and without the trajectory cache.
+
+    python scripts/bench_cache.py [--study studies/lrpo.toml] [--n-trials 60] [--data-dir D]
+
+Both runs use the same sampler seed. So that the sampler sees the same values
+in both runs (and so suggests the same parameters), the objectives are the
+deterministic pair (best val accuracy ↑, epochs ↓) and the pruning rule's cost
+condition is switched off (``cost_tolerance = 1``); training seconds are
+still recorded. Prints wall seconds, epochs actually computed, and whether
+every trial's parameters, state and objective values agree between the runs.
+Last line: ``speedup=<x> epochs_computed_ratio=<y> identical=<True|False>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from lrpo_study.config import load_spec
+from lrpo_study.runner import RunOptions, run_study
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", default="studies/lrpo.toml")
+    parser.add_argument("--n-trials", type=int, default=60)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = load_spec(args.study)
+    spec = dataclasses.replace(
+        base, name="bench-cache", n_trials=args.n_trials, objectives=("best_val_accuracy", "epochs"),
+        pruning=dataclasses.replace(base.pruning, cost_tolerance=1.0),
+    )
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, cache_dir in (("without cache", None), ("with cache", str(Path(tmp) / "cache"))):
+            options = RunOptions(storage=f"sqlite:///{Path(tmp) / f'{label[:4]}.db'}", device=args.device,
+                                 data_dir=args.data_dir, cache_dir=cache_dir)
+            start = time.perf_counter()
+            study = run_study(spec, options)
+            runs[label] = (study.trials, time.perf_counter() - start)
+    (plain, t_plain), (cached, t_cached) = runs.values()
+    computed = {label: sum(t.user_attrs["epochs"] - t.user_attrs.get("cached_epochs", 0) for t in trials)
+                for label, (trials, _) in runs.items()}
+    identical = len(plain) == len(cached) and all(
+        a.params == b.params and a.state == b.state and a.values == b.values
+        and a.user_attrs["curves"]["val_accuracy"] == b.user_attrs["curves"]["val_accuracy"]
+        for a, b in zip(plain, cached, strict=True)
+    )
+    print(f"study {args.study} ({spec.method}), {args.n_trials} trials, sampler {spec.sampler} seed {spec.seed}")
+    for label, (trials, wall) in runs.items():
+        total = sum(t.user_attrs["epochs"] for t in trials)
+        print(f"{label:>14}: wall {wall:7.1f} s  epochs in results {total:5d}  epochs computed {computed[label]:5d}")
+    print(f"every trial's params, state, objective values and accuracy curve agree: {identical}")
+    print(f"speedup={t_plain / t_cached:.2f} epochs_computed_ratio={computed['without cache'] / max(1, computed['with cache']):.2f} identical={identical}")
+
+
+if __name__ == "__main__":
+    main()
