@@ -4,8 +4,11 @@ Optuna's pruners refuse multi-objective studies (``trial.report`` is single
 objective only), so multi-objective studies use ``QuantileRule``:
 
     At epoch e (e > warmup_epochs, and not the trial's last epoch), look at
-    the finished trials (complete or pruned) that trained at least e epochs.
-    If there are at least ``min_trials`` of them, prune when the trial's
+    the finished trials (complete or pruned) that trained at least e epochs
+    and were planned for at least as many epochs as this trial. (Comparing
+    with shorter runs would be unfair to schedules that anneal over their
+    length: a 10-epoch cosine run is far more annealed at epoch 8 than a
+    30-epoch one.) If there are at least ``min_trials`` of them, prune when the trial's
     validation accuracy at e is strictly below their ``quantile``-quantile at
     e **and** its training seconds so far are not lower than their median at
     e by more than ``cost_tolerance`` (a trial that lags while being clearly
@@ -59,7 +62,8 @@ class QuantileRule:
         accs, costs = [], []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
             curves = t.user_attrs.get("curves")
-            if curves and len(curves["val_accuracy"]) >= epoch:
+            planned = t.user_attrs.get("hyperparameters", {}).get("epochs", 0)
+            if curves and len(curves["val_accuracy"]) >= epoch and planned >= total_epochs:
                 accs.append(curves["val_accuracy"][epoch - 1])
                 costs.append(sum(curves["seconds"][:epoch]))
         if len(accs) < self.spec.min_trials:

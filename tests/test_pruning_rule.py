@@ -1,0 +1,35 @@
+"""The multi-objective quantile rule on a real (in-memory) Optuna study."""
+
+from __future__ import annotations
+
+import optuna
+
+from lrpo_study.config import PruningSpec
+from lrpo_study.pruning import QuantileRule
+
+
+def finished(study: optuna.Study, *, planned: int, accs: list[float], seconds: float = 1.0) -> None:
+    curves = {"val_accuracy": accs, "seconds": [seconds] * len(accs)}
+    study.add_trial(optuna.trial.create_trial(
+        values=[max(accs), seconds * len(accs)], user_attrs={"curves": curves, "hyperparameters": {"epochs": planned}},
+    ))
+
+
+def test_rule_prunes_laggards_only_against_runs_at_least_as_long() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    rule = QuantileRule(PruningSpec(rule="quantile", warmup_epochs=1, min_trials=2, quantile=0.5))
+    for acc in (0.80, 0.82, 0.84):  # short runs: well annealed by epoch 3
+        finished(study, planned=4, accs=[0.5, 0.7, acc, acc])
+    # A 20-epoch run behind them at epoch 3 is not compared with shorter runs.
+    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0) is None
+    # A 4-epoch run behind them is pruned, with the reason.
+    reason = rule.reason(study, epoch=3, total_epochs=4, accuracy=0.6, seconds_so_far=3.0)
+    assert reason is not None and "0.5-quantile" in reason
+    for acc in (0.70, 0.72):
+        finished(study, planned=20, accs=[0.4, 0.5, acc] + [0.9] * 17)
+    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0) is not None
+    # Not at or before warm-up, not on the last epoch, not when clearly cheaper, not when level.
+    assert rule.reason(study, epoch=1, total_epochs=20, accuracy=0.0, seconds_so_far=9.0) is None
+    assert rule.reason(study, epoch=4, total_epochs=4, accuracy=0.0, seconds_so_far=9.0) is None
+    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=1.0) is None
+    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.72, seconds_so_far=3.0) is None
