@@ -40,8 +40,8 @@ def main() -> None:
     )
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, cache_dir in (("without cache", None), ("with cache", str(Path(tmp) / "cache"))):
-            options = RunOptions(storage=f"sqlite:///{Path(tmp) / f'{label[:4]}.db'}", device=args.device,
+        for label, db, cache_dir in (("without cache", "plain.db", None), ("with cache", "cached.db", str(Path(tmp) / "cache"))):
+            options = RunOptions(storage=f"sqlite:///{Path(tmp) / db}", device=args.device,
                                  data_dir=args.data_dir, cache_dir=cache_dir)
             start = time.perf_counter()
             study = run_study(spec, options)
