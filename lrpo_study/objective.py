@@ -17,6 +17,7 @@ from .config import StudySpec
 from .data import Split
 from .hyperparameters import resolve
 from .pruning import QuantileRule
+from .schedules import SCHEDULES
 from .train import CURVES, Diverged, EpochMetrics, train
 
 # The two settings every Pareto chart should show: method, hyperparameters, tag.
@@ -152,7 +153,7 @@ class Objective:
             elif not single and spec.pruning.rule == "quantile":
                 reason = rule.reason(
                     trial.study, epoch=m.epoch, total_epochs=total_epochs, accuracy=m.val_accuracy,
-                    seconds_so_far=sum(curves["seconds"]),
+                    seconds_so_far=sum(curves["seconds"]), length_dependent=SCHEDULES[spec.method].length_dependent,
                 )
             if reason is not None:
                 trial.set_user_attr("pruned_reason", reason)

@@ -4,11 +4,12 @@ Optuna's pruners refuse multi-objective studies (``trial.report`` is single
 objective only), so multi-objective studies use ``QuantileRule``:
 
     At epoch e (e > warmup_epochs, and not the trial's last epoch), look at
-    the finished trials (complete or pruned) that trained at least e epochs
-    and were planned for at least as many epochs as this trial. (Comparing
-    with shorter runs would be unfair to schedules that anneal over their
-    length: a 10-epoch cosine run is far more annealed at epoch 8 than a
-    30-epoch one.) If there are at least ``min_trials`` of them, prune when the trial's
+    the finished trials (complete or pruned) that trained at least e epochs —
+    for schedules whose lr depends on the planned length (cosine, one-cycle,
+    LRPO's phases), only those planned for at least as many epochs as this
+    trial: a 10-epoch cosine run is far more annealed at epoch 8 than a
+    30-epoch one, and comparing them would prune long runs unfairly. If there
+    are at least ``min_trials`` of them, prune when the trial's
     validation accuracy at e is strictly below their ``quantile``-quantile at
     e **and** its training seconds so far are not lower than their median at
     e by more than ``cost_tolerance`` (a trial that lags while being clearly
@@ -54,7 +55,8 @@ class QuantileRule:
     spec: PruningSpec
 
     def reason(
-        self, study: optuna.Study, *, epoch: int, total_epochs: int, accuracy: float, seconds_so_far: float
+        self, study: optuna.Study, *, epoch: int, total_epochs: int, accuracy: float, seconds_so_far: float,
+        length_dependent: bool = True,
     ) -> str | None:
         """Why the trial should stop at ``epoch``, or None to go on."""
         if epoch <= self.spec.warmup_epochs or epoch >= total_epochs:
@@ -63,7 +65,8 @@ class QuantileRule:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
             curves = t.user_attrs.get("curves")
             planned = t.user_attrs.get("hyperparameters", {}).get("epochs", 0)
-            if curves and len(curves["val_accuracy"]) >= epoch and planned >= total_epochs:
+            comparable = planned >= total_epochs or not length_dependent
+            if curves and len(curves["val_accuracy"]) >= epoch and comparable:
                 accs.append(curves["val_accuracy"][epoch - 1])
                 costs.append(sum(curves["seconds"][:epoch]))
         if len(accs) < self.spec.min_trials:

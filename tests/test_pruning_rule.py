@@ -33,3 +33,13 @@ def test_rule_prunes_laggards_only_against_runs_at_least_as_long() -> None:
     assert rule.reason(study, epoch=4, total_epochs=4, accuracy=0.0, seconds_so_far=9.0) is None
     assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=1.0) is None
     assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.72, seconds_so_far=3.0) is None
+
+
+def test_length_independent_schedules_compare_with_every_run() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    rule = QuantileRule(PruningSpec(rule="quantile", warmup_epochs=1, min_trials=2, quantile=0.5))
+    for acc in (0.80, 0.82, 0.84):
+        finished(study, planned=4, accs=[0.5, 0.7, acc, acc])
+    # A fixed-lr run's epoch 3 does not depend on its length: shorter runs are fair references.
+    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0, length_dependent=False)
+    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0, length_dependent=True) is None

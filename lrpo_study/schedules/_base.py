@@ -24,6 +24,8 @@ class LRSchedule:
     needs_loss: ClassVar[bool] = False
     monitor: Literal["train_loss", "val_loss"] = "train_loss"
     PARAMS: ClassVar[dict[str, Param]] = {}
+    # Whether the lr at epoch e depends on how long the run is planned to be (annealing, phases).
+    length_dependent: ClassVar[bool] = False
     # Live objects the schedule holds but does not own; never part of its state.
     _NOT_STATE: ClassVar[tuple[str, ...]] = ("optimizer", "probe", "params", "generator", "_torch")
 
@@ -72,6 +74,7 @@ class TorchWrapped(LRSchedule):
     """A per-batch schedule that delegates to one of torch's ``lr_scheduler`` classes."""
 
     interval = "step"
+    length_dependent = True
 
     def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any, *, total_steps: int) -> None:
         super().__init__(optimizer)

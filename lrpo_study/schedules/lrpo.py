@@ -44,6 +44,7 @@ def lrpo_lr(
 
 class LRPO(LRSchedule):
     needs_loss = True
+    length_dependent = True
     PARAMS = {
         "pretrain_epochs": Param(int, 10, "epochs at the base lr before the jump", low=1),
         "finetune_epochs": Param(int, 5, "epochs at finetune_lr after the jump", low=0),
