@@ -99,7 +99,7 @@ class Objective:
         if resume:
             trial.set_user_attr("resumed_from_epoch", int(resume["epoch"]))
         curves: dict[str, list[float]] = {name: [] for name in CURVES}  # the latest history the loop showed us
-        hook = self._pruning_hook(trial, curves, hp["epochs"])
+        hook = self._pruning_hook(trial, curves, hp["epochs"], hp.get("pretrain_epochs", 0))
         try:
             result = train(
                 method=spec.method, hyperparameters=hp, data=self.data, model_name=spec.model,
@@ -137,7 +137,7 @@ class Objective:
         if curves["val_accuracy"]:
             trial.set_user_attr("best_val_accuracy", max(curves["val_accuracy"]))
 
-    def _pruning_hook(self, trial: optuna.Trial, curves: dict[str, list[float]], total_epochs: int) -> Any:
+    def _pruning_hook(self, trial: optuna.Trial, curves: dict[str, list[float]], total_epochs: int, hp_pretrain: int) -> Any:
         spec = self.spec
         single = len(spec.objectives) == 1
         rule = QuantileRule(spec.pruning)
@@ -150,6 +150,8 @@ class Objective:
                 trial.report(self._intermediate(curves), m.epoch)
                 if trial.should_prune():
                     reason = f"optuna {spec.pruning.rule} pruner at epoch {m.epoch}"
+            elif spec.method == "lrpo" and m.epoch <= hp_pretrain:
+                pass  # every LRPO trial's pretrain at the same lr is identical by construction: nothing to decide
             elif not single and spec.pruning.rule == "quantile":
                 reason = rule.reason(
                     trial.study, epoch=m.epoch, total_epochs=total_epochs, accuracy=m.val_accuracy,

@@ -188,6 +188,13 @@ def train(
         _restore(resume, model, optimizer, schedule, perm_gen, result, state)
     elif cache is not None:
         _resume_from_cache(cache, context, schedule, epochs, model, optimizer, perm_gen, result, state, sync)
+        # Hooks see cached epochs as if computed, so early stopping decides the same with or without the cache.
+        for e in range(1, state.epoch + 1):
+            c = result.curves
+            cached = EpochMetrics(e, c["train_loss"][e - 1], c["val_loss"][e - 1], c["val_accuracy"][e - 1], c["lr"][e - 1], c["seconds"][e - 1],
+                                  {k: v[:e] for k, v in c.items()})
+            for epoch_hook in on_epoch:
+                epoch_hook(cached)
     bar = tqdm(total=epochs, initial=state.epoch, desc=method, unit="epoch", disable=not progress, leave=False)
     for epoch in range(state.epoch + 1, epochs + 1):
         model.train()
