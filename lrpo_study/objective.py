@@ -99,7 +99,8 @@ class Objective:
         if resume:
             trial.set_user_attr("resumed_from_epoch", int(resume["epoch"]))
         curves: dict[str, list[float]] = {name: [] for name in CURVES}  # the latest history the loop showed us
-        hook = self._pruning_hook(trial, curves, hp["epochs"], hp.get("pretrain_epochs", 0))
+        cached: list[int] = []  # epochs the loop restored from the trajectory cache, also known when pruned
+        hook = self._pruning_hook(trial, curves, cached, hp["epochs"], hp.get("pretrain_epochs", 0))
         try:
             result = train(
                 method=spec.method, hyperparameters=hp, data=self.data, model_name=spec.model,
@@ -108,15 +109,15 @@ class Objective:
                 cache=self.cache,
             )
         except Diverged as exc:
-            self._finish(trial, curves, key)
+            self._finish(trial, curves, cached, key)
             trial.set_user_attr("pruned_reason", f"diverged: {exc.reason}")
             trial.set_user_attr("pruned_epoch", exc.epoch)
             raise optuna.TrialPruned(str(exc)) from None
         except optuna.TrialPruned:
-            self._finish(trial, curves, key)
+            self._finish(trial, curves, cached, key)
             raise
-        self._finish(trial, result.curves, key)
-        trial.set_user_attr("cached_epochs", result.extras.pop("cached_epochs"))
+        result.extras.pop("cached_epochs")  # the hook counted them
+        self._finish(trial, result.curves, cached, key)
         for name, value in result.extras.items():
             trial.set_user_attr(name, value)
         values = tuple(float(getattr(result, name)) for name in spec.objectives)
@@ -125,8 +126,9 @@ class Objective:
             raise optuna.TrialPruned("non-finite objective values")
         return values[0] if len(values) == 1 else values
 
-    def _finish(self, trial: optuna.Trial, curves: dict[str, list[float]], key: str) -> None:
+    def _finish(self, trial: optuna.Trial, curves: dict[str, list[float]], cached: list[int], key: str) -> None:
         self._record(trial, curves)
+        trial.set_user_attr("cached_epochs", len(cached))
         if self.checkpoints:
             self.checkpoints.discard(key)
 
@@ -137,7 +139,9 @@ class Objective:
         if curves["val_accuracy"]:
             trial.set_user_attr("best_val_accuracy", max(curves["val_accuracy"]))
 
-    def _pruning_hook(self, trial: optuna.Trial, curves: dict[str, list[float]], total_epochs: int, hp_pretrain: int) -> Any:
+    def _pruning_hook(
+        self, trial: optuna.Trial, curves: dict[str, list[float]], cached: list[int], total_epochs: int, hp_pretrain: int,
+    ) -> Any:
         spec = self.spec
         single = len(spec.objectives) == 1
         rule = QuantileRule(spec.pruning)
@@ -145,6 +149,8 @@ class Objective:
         def hook(m: EpochMetrics) -> None:
             for name in CURVES:
                 curves[name] = list(m.history[name])
+            if m.from_cache:
+                cached.append(m.epoch)
             reason: str | None = None
             if single and spec.pruning.rule != "none":
                 trial.report(self._intermediate(curves), m.epoch)

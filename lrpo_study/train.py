@@ -31,6 +31,7 @@ class EpochMetrics:
     lr: float  # mean lr of the first param group over the epoch's batches
     seconds: float  # this epoch's training time (evaluation excluded, schedule overhead included)
     history: Mapping[str, list[float]] = field(default_factory=dict, repr=False)  # all curves so far
+    from_cache: bool = False  # restored from the trajectory cache rather than computed by this run
 
 
 class Diverged(Exception):
@@ -192,7 +193,7 @@ def train(
         for e in range(1, state.epoch + 1):
             c = result.curves
             cached = EpochMetrics(e, c["train_loss"][e - 1], c["val_loss"][e - 1], c["val_accuracy"][e - 1], c["lr"][e - 1], c["seconds"][e - 1],
-                                  {k: v[:e] for k, v in c.items()})
+                                  {k: v[:e] for k, v in c.items()}, from_cache=True)
             for epoch_hook in on_epoch:
                 epoch_hook(cached)
     bar = tqdm(total=epochs, initial=state.epoch, desc=method, unit="epoch", disable=not progress, leave=False)

@@ -53,7 +53,7 @@ def main() -> None:
               f"{rec['mean_test_accuracy']:.4f} ± {rec['sd_test_accuracy']:.4f} | {statistics.fmean(rec['train_seconds']):.1f} | {params} |")
     baseline = [c for c in confirmed if c[2].user_attrs.get("reference") == "baseline"]
     goal = baseline[0][3]["mean_test_accuracy"] if baseline else None
-    print(f"\nGoal: the confirmed 100-epoch fixed-lr baseline's test accuracy, "
+    print("\nGoal: the confirmed 100-epoch fixed-lr baseline's test accuracy, "
           + (f"{goal:.4f}" if goal is not None else "not confirmed") + ", in at most 16 epochs.\n")
     print("| method | best confirmed trial with <= 16 epochs | epochs | test acc | reaches the baseline? |")
     print("|---|---|---|---|---|")

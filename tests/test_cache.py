@@ -114,3 +114,35 @@ def test_two_workers_share_one_cache(tmp_path: Path) -> None:
     assert sum(t.user_attrs["cached_epochs"] >= 4 for t in trials) >= 3  # later trials branch after the shared pretrain
     assert len({round(t.user_attrs["curves"]["val_accuracy"][3], 12) for t in trials}) == 1  # the same epoch 4 everywhere
     assert list((tmp_path / "s.journal.cache").glob("*.pt"))
+
+
+def test_pruned_trials_record_the_epochs_they_took_from_the_cache(small_split: Split, tmp_path: Path) -> None:
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from lrpo_study.config import load_spec
+    from lrpo_study.objective import Objective
+
+    from .conftest import write_study
+
+    spec = load_spec(write_study(
+        tmp_path / "s.toml", name="pruned", pruning='rule = "quantile"\nwarmup_epochs = 1\nmin_trials = 1\ncost_tolerance = 1.0',
+        fixed="epochs = 4\nbatch_size = 256",
+    ))
+    study = optuna.create_study(directions=["maximize", "minimize"], storage=f"sqlite:///{tmp_path / 's.db'}")
+    # A finished competitor no trial can match, so every trial is pruned at epoch 2 (after the warmup).
+    study.add_trial(create_trial(
+        values=[1.0, 1.0], params={"lr": 0.05}, distributions={"lr": FloatDistribution(0.01, 0.2, log=True)},
+        user_attrs={"hyperparameters": {"epochs": 4}, "curves": {"val_accuracy": [1.0] * 4, "seconds": [1.0] * 4}},
+    ))
+    objective = Objective(spec, small_split, torch.device("cpu"), cache=TrajectoryCache(tmp_path / "cache"))
+    for _ in range(2):
+        study.enqueue_trial({"lr": 0.05})
+        study.optimize(objective, n_trials=1)
+    computed, replayed = study.get_trials()[1:]
+    assert computed.state == replayed.state == TrialState.PRUNED
+    assert computed.user_attrs["pruned_epoch"] == replayed.user_attrs["pruned_epoch"] == 2
+    assert computed.user_attrs["cached_epochs"] == 0
+    assert replayed.user_attrs["cached_epochs"] == 2  # both epochs it saw came from the first trial's work
+    assert replayed.user_attrs["curves"]["val_accuracy"] == computed.user_attrs["curves"]["val_accuracy"]
