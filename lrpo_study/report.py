@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
+from .confirm import ATTR_PREFIX as CONFIRM_PREFIX
 from .runner import SPEC_ATTR
 
 # The paper's Table 1 (its machine, its split): (epochs, best val accuracy, seconds).
@@ -128,6 +129,23 @@ def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
     return rows
 
 
+def confirmed_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
+    """What ``confirm`` stored: each re-trained trial's test accuracy over fresh seeds, best first."""
+    confirmed = []
+    for m in methods:
+        by_number = {t.number: t for t in m.trials}
+        for key, record in m.study.user_attrs.items():
+            if key.startswith(CONFIRM_PREFIX):
+                trial = by_number.get(int(key.removeprefix(CONFIRM_PREFIX)))
+                confirmed.append((m, key.removeprefix(CONFIRM_PREFIX), trial, record))
+    confirmed.sort(key=lambda c: -c[3]["mean_test_accuracy"])
+    return [{
+        "method": _label(m), "trial": number, "reference": (trial.user_attrs.get("reference") if trial else None) or "",
+        "epochs": record["epochs"], "test accuracy": f"{record['mean_test_accuracy']:.4f} ± {record['sd_test_accuracy']:.4f}",
+        "seeds": ", ".join(str(s) for s in record["seeds"]),
+    } for m, number, trial, record in confirmed]
+
+
 def _table_html(rows: list[dict[str, Any]]) -> str:
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
@@ -144,10 +162,19 @@ def write_report(methods: list[MethodTrials], output: Path) -> go.Figure:
         "the LRPO paper's Table 1 (its machine and split: compare epochs, not seconds).</p>",
         comparison.to_html(full_html=False, include_plotlyjs=True),
         curves_figure(methods).to_html(full_html=False, include_plotlyjs=False),
-        "<h2>Best trial per method</h2>", _table_html(best_table(methods)), "</body></html>",
+        "<h2>Best trial per method</h2>", _table_html(best_table(methods)),
+        *(["<h2>Confirmed on the test set (python -m lrpo_study confirm)</h2>",
+           "<p>Re-trained with fresh seeds; the official test set, which no study saw. "
+           "This, not the validation accuracy above, tells a good schedule from a lucky trial.</p>",
+           _table_html(confirmed)] if (confirmed := confirmed_table(methods)) else []),
+        "</body></html>",
     ])
     output.write_text(page, encoding="utf-8")
     return comparison
+
+
+def _tag(reference: str) -> str:
+    return f" ({reference})" if reference else ""
 
 
 def save_to_dashboard(methods: list[MethodTrials], figure: go.Figure) -> None:
@@ -156,6 +183,10 @@ def save_to_dashboard(methods: list[MethodTrials], figure: go.Figure) -> None:
     for m in methods:
         best = max(m.trials, key=lambda t: t.user_attrs["best_val_accuracy"])
         front = m.pareto()
+        confirmed = "".join(
+            f"- trial {r['trial']}{_tag(r['reference'])}: test accuracy {r['test accuracy']} in {r['epochs']} epochs, seeds {r['seeds']}\n"
+            for r in confirmed_table([m])
+        )
         save_plotly_graph_object(m.study, figure, graph_object_id="lrpo_study_comparison")
         save_note(m.study, (
             f"## {m.study.study_name}: {m.method}\n\n"
@@ -164,6 +195,7 @@ def save_to_dashboard(methods: list[MethodTrials], figure: go.Figure) -> None:
             f"{best.user_attrs['epochs']} epochs, {best.user_attrs['train_seconds']:.1f} s)\n"
             f"- cheapest Pareto trial: #{front[0].number}, {front[0].user_attrs['best_val_accuracy']:.4f} in "
             f"{front[0].user_attrs['train_seconds']:.1f} s\n\n"
-            "The comparison chart below shows every method in this storage "
+            + (f"Confirmed on the test set (`python -m lrpo_study confirm`):\n\n{confirmed}\n" if confirmed else "")
+            + "The comparison chart below shows every method in this storage "
             "(`python -m lrpo_study report` writes it as HTML too).\n"
         ))

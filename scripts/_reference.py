@@ -61,7 +61,7 @@ def reference_train(
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
-            total, count = total + float(loss) * len(x), count + len(x)
+            total, count = total + loss.item() * len(x), count + len(x)
         if after_epoch is not None:
             after_epoch(total / count, opt)
         sync(device)

@@ -231,7 +231,7 @@ def test_chromium_renders_the_pareto_front(dashboard: str, tmp_path: Path) -> No
         driver.quit()
 
 
-def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str) -> None:
+def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str, tmp_path: Path) -> None:
     proc = run_cli("confirm", "--storage", storage, "--study", "cosine", "--best", "1", "--seeds", "1,2", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "test accuracy" in proc.stdout
@@ -242,4 +242,8 @@ def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str) -> None
     assert record["seeds"] == [1, 2] and len(record["test_accuracy"]) == 2
     assert all(0.3 < a <= 1.0 for a in record["test_accuracy"])
     assert record["test_accuracy"][0] != record["test_accuracy"][1]  # really different seeds
+    page = tmp_path / "report.html"
+    assert run_cli("report", "--storage", storage, "-o", str(page), "--no-dashboard").returncode == 0
+    confirmed = page.read_text().split("Confirmed on the test set")[1]
+    assert f"{record['mean_test_accuracy']:.4f} ± {record['sd_test_accuracy']:.4f}" in confirmed
     assert_one_line_error(run_cli("confirm", "--storage", storage, "--seeds", "a,b"), "--seeds")
