@@ -1,9 +1,11 @@
 """Markdown tables of every lrpo_study study in a storage, with `confirm` results.
 
-    python scripts/summarize_studies.py --storage sqlite:///results/studies.db [--goal 0.8845]
+    python scripts/summarize_studies.py --storage sqlite:///results/studies.db
 
 Per study: trials finished / complete / pruned, epochs trained (and from the
-trajectory cache), best validation accuracy. Then every confirmed trial
+trajectory cache), training seconds per epoch over complete trials (as
+recorded: cached epochs keep the seconds they took when computed), best
+validation accuracy. Then every confirmed trial
 (mean ± sd test accuracy over its seeds) and, per method, the best confirmed
 trial of at most 16 epochs against the confirmed 100-epoch fixed-lr baseline.
 """
@@ -26,8 +28,8 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.storage)
     studies = [optuna.load_study(study_name=s.study_name, storage=storage) for s in optuna.get_all_study_summaries(storage)]
-    print("| study | method | finished | complete | pruned | epochs trained | from cache | best val acc (epochs) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| study | method | finished | complete | pruned | epochs trained | from cache | s/epoch (complete) | best val acc (epochs) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     confirmed = []
     for st in studies:
         spec = st.user_attrs.get("lrpo_study_spec")
@@ -38,6 +40,7 @@ def main() -> None:
         best = max(complete, key=lambda t: t.user_attrs["best_val_accuracy"])
         print(f"| {st.study_name} | {spec['method']} | {len(done)} | {len(complete)} | {len(done) - len(complete)} | "
               f"{sum(t.user_attrs['epochs'] for t in done)} | {sum(t.user_attrs.get('cached_epochs', 0) for t in done)} | "
+              f"{sum(t.user_attrs['train_seconds'] for t in complete) / sum(t.user_attrs['epochs'] for t in complete):.3f} | "
               f"{best.user_attrs['best_val_accuracy']:.4f} ({best.user_attrs['epochs']}) |")
         for key, rec in st.user_attrs.items():
             if key.startswith("confirm:"):
