@@ -1,6 +1,7 @@
 """The same 60-trial LRPO study with and without the trajectory cache.
 
     python scripts/bench_cache.py [--study studies/lrpo.toml] [--n-trials 60] [--data-dir D]
+        [--train-size N --val-size M]   # smaller than the study file's, for a quick check
 
 Both runs use the same sampler seed. So that the sampler sees the same values
 in both runs (and so suggests the same parameters), the objectives are the
@@ -31,12 +32,15 @@ def main() -> None:
     parser.add_argument("--n-trials", type=int, default=60)
     parser.add_argument("--data-dir")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--train-size", type=int, help="default: the study file's")
+    parser.add_argument("--val-size", type=int, help="default: the study file's")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = load_spec(args.study)
     spec = dataclasses.replace(
         base, name="bench-cache", n_trials=args.n_trials, objectives=("best_val_accuracy", "epochs"),
         pruning=dataclasses.replace(base.pruning, cost_tolerance=1.0),
+        train_size=args.train_size or base.train_size, val_size=args.val_size or base.val_size,
     )
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -246,4 +246,9 @@ def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str, tmp_pat
     assert run_cli("report", "--storage", storage, "-o", str(page), "--no-dashboard").returncode == 0
     confirmed = page.read_text().split("Confirmed on the test set")[1]
     assert f"{record['mean_test_accuracy']:.4f} ± {record['sd_test_accuracy']:.4f}" in confirmed
+    summary = subprocess.run([sys.executable, "scripts/summarize_studies.py", "--storage", storage],
+                             capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert summary.returncode == 0, summary.stderr
+    assert f"| cosine | {next(iter(records)).split(':')[1]} |" in summary.stdout
+    assert f"{record['mean_test_accuracy']:.4f} ± {record['sd_test_accuracy']:.4f}" in summary.stdout
     assert_one_line_error(run_cli("confirm", "--storage", storage, "--seeds", "a,b"), "--seeds")
