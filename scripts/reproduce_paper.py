@@ -27,7 +27,7 @@ from lrpo_study.data import load_split
 from lrpo_study.hyperparameters import resolve
 from lrpo_study.train import resolve_device, train
 
-ARMS = {
+ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "fixed-LR baseline": ("fixed", {"lr": 0.05, "epochs": 100}),
     "LRPO faithful": ("lrpo", {"lr": 0.05, "pretrain_epochs": 10, "finetune_epochs": 5, "finetune_lr": 1e-3, "variant": "faithful"}),
     "LRPO predicted": ("lrpo", {"lr": 0.05, "pretrain_epochs": 10, "finetune_epochs": 5, "finetune_lr": 1e-3, "variant": "predicted"}),
@@ -39,7 +39,7 @@ PAPER = {
 ROWS = ("training time (s)", "epochs", "best val accuracy", "final val loss", "avg epoch time (s)", "predictor overhead (s)", "alpha")
 
 
-def measure(method: str, values: dict[str, Any], seed: int, device: torch.device, data_dir: str | None) -> dict[str, float]:
+def measure(method: str, values: dict[str, Any], seed: int, device: torch.device, data_dir: str | None) -> dict[str, float | None]:
     data = load_split(split="paper", data_dir=data_dir, seed=seed).to(device)
     result = train(method=method, hyperparameters=resolve(method, values), data=data, seed=seed, device=device, progress=True)
     return {
@@ -47,15 +47,16 @@ def measure(method: str, values: dict[str, Any], seed: int, device: torch.device
         "best val accuracy": result.best_val_accuracy, "final val loss": result.final_val_loss,
         "avg epoch time (s)": result.train_seconds / result.epochs,
         "predictor overhead (s)": float(result.extras.get("predictor_seconds", 0.0)),
-        "alpha": float(result.extras["alpha"]) if "alpha" in result.extras else float("nan"),
+        "alpha": float(result.extras["alpha"]) if "alpha" in result.extras else None,  # null in the JSON: no jump
     }
 
 
-def mean_sd(values: list[float]) -> str:
-    if all(v != v for v in values):
+def mean_sd(values: list[float | None]) -> str:
+    if any(v is None for v in values):
         return "—"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.4g} ± {sd:.2g}"
+    present = [v for v in values if v is not None]
+    sd = statistics.stdev(present) if len(present) > 1 else 0.0
+    return f"{statistics.fmean(present):.4g} ± {sd:.2g}"
 
 
 def main() -> None:
@@ -74,7 +75,7 @@ def main() -> None:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in ROWS:
         ours = [mean_sd([r[row] for r in runs[arm]]) for arm in ARMS]
-        paper = [f"{PAPER[arm].get(row, float('nan')):.4g}" if row in PAPER[arm] else "—" for arm in PAPER]
+        paper = [f"{PAPER[arm][row]:.4g}" if row in PAPER[arm] else "—" for arm in PAPER]
         lines.append("| " + " | ".join([row, *ours, *paper]) + " |")
     table = "\n".join(lines)
     print(f"\nTable 1 reproduced on {machine}, torch {torch.__version__}, seeds {seeds} (mean ± sd)\n")
@@ -84,7 +85,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     (out / f"paper_table1{suffix}.json").write_text(json.dumps(
-        {"machine": machine, "torch": torch.__version__, "seeds": seeds, "runs": runs, "paper": PAPER}, indent=2) + "\n")
+        {"machine": machine, "torch": torch.__version__, "seeds": seeds, "runs": runs, "paper": PAPER}, indent=2, allow_nan=False) + "\n")
     (out / f"paper_table1{suffix}.md").write_text(
         f"Machine: {machine}; torch {torch.__version__}; seeds {seeds}; mean ± sd.\n"
         f"Command: `python scripts/reproduce_paper.py`\n\n{table}\n")
