@@ -136,8 +136,8 @@ def confirmed_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
         by_number = {t.number: t for t in m.trials}
         for key, record in m.study.user_attrs.items():
             if key.startswith(CONFIRM_PREFIX):
-                trial = by_number.get(int(key.removeprefix(CONFIRM_PREFIX)))
-                confirmed.append((m, key.removeprefix(CONFIRM_PREFIX), trial, record))
+                number = int(key.removeprefix(CONFIRM_PREFIX))
+                confirmed.append((m, number, by_number.get(number), record))
     confirmed.sort(key=lambda c: -c[3]["mean_test_accuracy"])
     return [{
         "method": _label(m), "trial": number, "reference": (trial.user_attrs.get("reference") if trial else None) or "",
