@@ -6,13 +6,21 @@ import os
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
 
 from lrpo_study.cache import TrajectoryCache
+from lrpo_study.config import load_spec
 from lrpo_study.data import Split
 from lrpo_study.hyperparameters import resolve
+from lrpo_study.objective import Objective
+from lrpo_study.storage import open_storage
 from lrpo_study.train import TrainResult, train
+
+from .conftest import run_cli, write_study
 
 SMALL = {"batch_size": 256}
 
@@ -95,12 +103,6 @@ def test_least_recently_used_entries_are_evicted(small_split: Split, tmp_path: P
 
 
 def test_two_workers_share_one_cache(tmp_path: Path) -> None:
-    import optuna
-
-    from lrpo_study.storage import open_storage
-
-    from .conftest import run_cli, write_study
-
     spec = write_study(
         tmp_path / "s.toml", name="cached", method="lrpo", n_trials=6, sampler="random",
         fixed="pretrain_epochs = 4\nbatch_size = 256",
@@ -117,15 +119,6 @@ def test_two_workers_share_one_cache(tmp_path: Path) -> None:
 
 
 def test_pruned_trials_record_the_epochs_they_took_from_the_cache(small_split: Split, tmp_path: Path) -> None:
-    import optuna
-    from optuna.distributions import FloatDistribution
-    from optuna.trial import TrialState, create_trial
-
-    from lrpo_study.config import load_spec
-    from lrpo_study.objective import Objective
-
-    from .conftest import write_study
-
     spec = load_spec(write_study(
         tmp_path / "s.toml", name="pruned", pruning='rule = "quantile"\nwarmup_epochs = 1\nmin_trials = 1\ncost_tolerance = 1.0',
         fixed="epochs = 4\nbatch_size = 256",
