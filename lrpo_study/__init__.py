@@ -9,8 +9,9 @@ __version__ = "0.1.0"
 
 from .schedules import SCHEDULES, LRSchedule, make_schedule  # noqa: E402
 from .settings import load_schedule, load_settings, validate_settings  # noqa: E402
+from .tasks import Task, load_task  # noqa: E402
 
 __all__ = [
-    "SCHEDULES", "LRSchedule", "__version__", "load_schedule", "load_settings", "make_schedule",
-    "validate_settings",
+    "SCHEDULES", "LRSchedule", "Task", "__version__", "load_schedule", "load_settings", "load_task",
+    "make_schedule", "validate_settings",
 ]

@@ -23,17 +23,77 @@ import hashlib
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from .checkpoints import CheckpointStore
+from .loop_state import LoopState
+from .optimizers import OPTIMIZER_PARAMS
+from .tasks import Task
+
+# Besides the lr history, what decides a trajectory: the optimizer's settings and the batch size.
+TRAJECTORY_HYPERPARAMETERS = (*OPTIMIZER_PARAMS, "batch_size")
+
+
+def cache_context(task: Task, *, seed: int, device: torch.device, hp: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything besides the lr history that decides the trajectory."""
+    from . import __version__  # noqa: PLC0415  (the package imports this module)
+
+    return {
+        "task": task.name, "task_options": dict(task.options), "data": task.fingerprint, "seed": seed,
+        "device": device.type, "torch": torch.__version__, "lrpo_study": __version__,
+        **{k: hp[k] for k in TRAJECTORY_HYPERPARAMETERS if k in hp},
+    }
 
 
 def trajectory_key(context: Mapping[str, Any], lr_history: list[list[float]]) -> str:
     payload = json.dumps({"context": context, "lrs": [[float.hex(lr) for lr in lrs] for lrs in lr_history]}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:40]
+
+
+def resume_from_cache(
+    cache: TrajectoryCache, context: Mapping[str, Any], state: LoopState, *, epochs: int, sync: Callable[[], None],
+) -> None:
+    """Walk the schedule over cached epochs (each hit's losses give the next lr, hence the next
+    key) and continue from the longest hit. A step that needs the model (LRPO's probe) is taken
+    on the restored state of that epoch, then the walk goes on."""
+    schedule = state.schedule
+    history: list[list[float]] = []
+    entry: dict[str, Any] | None = None
+    restored = 0
+    own_steps: list[float] = []
+
+    def restore(snapshot: dict[str, Any]) -> None:
+        walked = schedule.state_dict()  # ours, not the schedule of the trial that computed the entry
+        state.restore(snapshot)
+        schedule.load_state_dict(walked)
+
+    while len(history) < epochs:
+        lrs = schedule.get_last_lr()
+        hit = cache.get(trajectory_key(context, [*history, lrs]))
+        if hit is None:
+            break
+        history.append(lrs)
+        entry = hit
+        if len(history) == epochs:
+            break
+        if not schedule.replay_safe(len(history)):
+            restore(hit)
+            restored = len(history)
+        curves = hit["curves"]
+        own_steps.append(state.epoch_step(curves["train_loss"][-1], curves["val_loss"][-1], sync))
+    if entry is None:
+        return
+    hits = len(history)
+    if restored != hits:
+        restore(entry)
+    # Honest cost: the training seconds measured when each epoch was computed, plus this
+    # trial's own schedule steps (another trial's predictor overhead is not ours).
+    own_steps += [0.0] * (hits - len(own_steps))
+    state.curves["seconds"] = [t + s for t, s in zip(state.train_seconds, own_steps, strict=True)]
+    state.cached_epochs = hits
 
 
 class TrajectoryCache:

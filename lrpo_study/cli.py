@@ -25,21 +25,21 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
-def parse_set(items: Sequence[str]) -> dict[str, Any]:
+def parse_set(items: Sequence[str], *, flag: str = "--set") -> dict[str, Any]:
     """``key=value`` pairs; values are JSON scalars (1, 0.5, true, null) or plain strings."""
     values: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise UserError(f"--set takes key=value, got {item!r}")
+            raise UserError(f"{flag} takes key=value, got {item!r}")
         if key in values:
-            raise UserError(f"--set {key} given twice")
+            raise UserError(f"{flag} {key} given twice")
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             value = text
         if isinstance(value, (list, dict)):
-            raise UserError(f"--set {key} takes a single value, got {text!r}")
+            raise UserError(f"{flag} {key} takes a single value, got {text!r}")
         values[key] = value
     return values
 
@@ -57,12 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", choices=METHODS, help="the schedule (or take it from --settings)")
     run.add_argument("--settings", metavar="SETTINGS.json", help="re-run exported settings (method + every hyperparameter)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyperparameter (repeatable)")
-    run.add_argument("--model", default="mlp", choices=("mlp", "cnn"))
+    run.add_argument("--task", default="fashion-mnist", help="a built-in task or package.module:factory (default %(default)s)")
+    run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="a task option (repeatable)")
     run.add_argument("--epochs", type=int, help="epochs (default 16; for lrpo split like the paper's 10+1+5)")
     run.add_argument("--seed", type=int, default=42)
-    run.add_argument("--split", default="holdout", choices=("paper", "holdout"))
-    run.add_argument("--train-size", type=int, default=20000)
-    run.add_argument("--val-size", type=int, default=4000)
+    for flag, kind, default, choices in (
+        ("--model", str, "mlp", ("mlp", "cnn")), ("--split", str, "holdout", ("paper", "holdout")),
+        ("--train-size", int, 20000, None), ("--val-size", int, 4000, None),
+    ):
+        run.add_argument(flag, type=kind, choices=choices,
+                         help=f"fashion-mnist option (default {default}); same as --task-option {flag[2:].replace('-', '_')}=...")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     _add_data_args(run)
 
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick = exp.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, help="trial number")
     pick.add_argument("--pareto", action="store_true", help="all Pareto trials")
-    pick.add_argument("--best", choices=("accuracy", "seconds"), help="the Pareto trial best at this")
+    pick.add_argument("--best", choices=("accuracy", "loss", "seconds"), help="the Pareto trial best at this")
     exp.add_argument("-o", "--output", default="settings.json")
     exp.set_defaults(handler=cmd_export)
 
@@ -146,9 +150,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     methods = collect(open_storage(args.storage))
     if not methods:
         raise UserError(f"no lrpo_study study with complete trials in {mask_url(args.storage)}")
-    figure = write_report(methods, Path(args.output))
+    figures = write_report(methods, Path(args.output))
     if not args.no_dashboard:
-        save_to_dashboard(methods, figure)
+        save_to_dashboard(methods, figures)
     print(f"wrote {args.output}: {len(methods)} studies ({', '.join(m.study.study_name for m in methods)})")
     return 0
 
@@ -156,9 +160,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_confirm(args: argparse.Namespace) -> int:
     import optuna
 
+    from . import record
     from .confirm import confirm_study, confirmation_table
     from .data import resolve_root
-    from .runner import SPEC_ATTR
     from .storage import mask_url, open_storage
     from .train import resolve_device
 
@@ -173,13 +177,14 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     storage = open_storage(args.storage)
     names = args.study or optuna.get_all_study_names(storage)
     studies = [_load_study(args.storage, name) for name in names]
-    studies = [s for s in studies if SPEC_ATTR in s.user_attrs and s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+    studies = [s for s in studies if record.SPEC in s.user_attrs and s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
     if not studies:
         raise UserError(f"no lrpo_study study with complete trials in {mask_url(args.storage)}")
     results = []
     for study in studies:
-        if study.user_attrs[SPEC_ATTR]["split"] != "holdout":
-            print(f"{study.study_name}: skipped (split {study.user_attrs[SPEC_ATTR]['split']!r} has no untouched test set)")
+        task, options = record.stored_task(study.user_attrs[record.SPEC])
+        if not args.study and task == "fashion-mnist" and options.get("split") == "paper":
+            print(f"{study.study_name}: skipped (split 'paper' has no untouched test set)")
             continue
         results += confirm_study(study, seeds=seeds, top=args.best, device_name=args.device, data_dir=args.data_dir)
     print(confirmation_table(results))
@@ -295,11 +300,25 @@ def _run_method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any
     return settings["method"], {**values, **overrides}
 
 
+def _run_task_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = parse_set(args.task_option, flag="--task-option")
+    for flag in ("model", "split", "train_size", "val_size"):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if args.task != "fashion-mnist":
+            raise UserError(f"--{flag.replace('_', '-')} is a fashion-mnist option; for task {args.task!r} use --task-option KEY=VALUE")
+        if flag in options:
+            raise UserError(f"give {flag} once: --{flag.replace('_', '-')} or --task-option {flag}=...")
+        options[flag] = value
+    return options
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .data import load_split
     from .hyperparameters import resolve
+    from .tasks import load_task
     from .train import EpochMetrics, resolve_device, train
 
     method, values = _run_method_and_values(args)
@@ -312,26 +331,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     device = resolve_device(args.device)
-    data = load_split(
-        split=args.split, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size,
-        val_size=args.val_size,
-    ).to(device)
+    task = load_task(args.task, _run_task_options(args), data_dir=args.data_dir, seed=args.seed).to(device)
 
     def table_row(m: EpochMetrics) -> None:
         if m.epoch == 1:
             tqdm.write(f"{'epoch':>5} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8} {'lr':>9} {'seconds':>8}")
-        tqdm.write(f"{m.epoch:>5} {m.train_loss:>10.4f} {m.val_loss:>9.4f} {m.val_accuracy:>8.4f} {m.lr:>9.5f} {m.seconds:>8.3f}")
+        accuracy = "-" if m.val_accuracy is None else f"{m.val_accuracy:.4f}"
+        tqdm.write(f"{m.epoch:>5} {m.train_loss:>10.4f} {m.val_loss:>9.4f} {accuracy:>8} {m.lr:>9.5f} {m.seconds:>8.3f}")
 
     result = train(
-        method=method, hyperparameters=hp, data=data, model_name=args.model, seed=args.seed,
-        device=device, on_epoch=() if args.json else (table_row,), progress=True,
+        task=task, method=method, hyperparameters=hp, seed=args.seed, device=device,
+        on_epoch=() if args.json else (table_row,), progress=True,
     )
-    summary = result.summary() | {"split": args.split}
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(result.summary()))
         return 0
+    accuracy = f"best val accuracy {result.best_val_accuracy:.4f} | " if task.has_accuracy else ""
     print(
-        f"best val accuracy {result.best_val_accuracy:.4f} | final val loss {result.final_val_loss:.4f} | "
+        f"{accuracy}final val loss {result.final_val_loss:.4f} | "
         f"epochs {result.epochs} | train seconds {result.train_seconds:.2f}"
         + (f" | alpha {result.extras['alpha']:.4f}" if "alpha" in result.extras else "")
     )

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .data import SPLITS
 from .errors import UserError
 from .hyperparameters import METHODS, method_params, resolve
-from .models import MODELS
+from .tasks import DEFAULT_TASK, task_options
 
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES: dict[str, Direction] = {
@@ -29,9 +28,12 @@ SAMPLERS = ("tpe", "nsgaii", "random", "gp")
 SINGLE_PRUNERS = ("median", "successive_halving", "hyperband", "none")
 MULTI_PRUNERS = ("quantile", "none")
 _STUDY_KEYS = {
-    "name": str, "method": str, "model": str, "split": str, "objectives": list, "sampler": str,
-    "n_trials": int, "seed": int, "train_seed": int, "train_size": int, "val_size": int, "description": str,
+    "name": str, "method": str, "objectives": list, "sampler": str, "n_trials": int, "seed": int,
+    "train_seed": int, "description": str,
 }
+# Before [task] existed these were [study] keys; they still work there for fashion-mnist.
+_FASHION_MNIST_STUDY_KEYS = ("model", "split", "train_size", "val_size")
+ACCURACY_OBJECTIVES = ("best_val_accuracy", "final_val_accuracy")
 _PRUNING_KEYS = {"rule": str, "warmup_epochs": int, "min_trials": int, "quantile": float, "cost_tolerance": float}
 _SEARCH_KEYS = {"type": str, "low": (int, float), "high": (int, float), "log": bool, "step": (int, float), "choices": list, "when": dict}
 
@@ -73,15 +75,13 @@ class StudySpec:
     path: str
     name: str
     method: str
-    model: str = "mlp"
-    split: str = "holdout"
+    task: str = DEFAULT_TASK
+    task_options: dict[str, Any] = field(default_factory=dict)
     objectives: tuple[str, ...] = ("best_val_accuracy", "train_seconds")
     sampler: str = "tpe"
     n_trials: int = 20
     seed: int = 0
     train_seed: int = 42
-    train_size: int = 20000
-    val_size: int = 4000
     description: str = ""
     pruning: PruningSpec = PruningSpec()
     fixed: dict[str, Any] = field(default_factory=dict)
@@ -94,10 +94,9 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy, stored in the study's user_attrs."""
         return {
-            "name": self.name, "method": self.method, "model": self.model, "split": self.split,
+            "name": self.name, "method": self.method, "task": {"name": self.task, **self.task_options},
             "objectives": list(self.objectives), "sampler": self.sampler, "n_trials": self.n_trials,
-            "seed": self.seed, "train_seed": self.train_seed, "train_size": self.train_size,
-            "val_size": self.val_size, "fixed": self.fixed, "pruning": self.pruning.__dict__,
+            "seed": self.seed, "train_seed": self.train_seed, "fixed": self.fixed, "pruning": self.pruning.__dict__,
             "search": {p.name: {k: v for k, v in p.__dict__.items() if k != "name"} for p in self.search},
         }
 
@@ -118,19 +117,19 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
     def fail(key: str, message: str) -> UserError:
         return UserError(f"{where}: {key}: {message}")
 
-    _only(raw, {"study", "pruning", "fixed", "search"}, "", fail)
+    _only(raw, {"study", "task", "pruning", "fixed", "search"}, "", fail)
     study = raw.get("study")
     if not isinstance(study, dict):
         raise fail("study", "missing [study] table")
+    study = dict(study)
+    task, options = _parse_task(raw.get("task", {}), study, fail)
     _check_types(study, _STUDY_KEYS, "study", fail)
     for key in ("name", "method"):
         if key not in study:
             raise fail(f"study.{key}", "required")
     _choice(study, "method", METHODS, fail)
-    _choice(study, "model", tuple(MODELS), fail)
-    _choice(study, "split", SPLITS, fail)
     _choice(study, "sampler", SAMPLERS, fail)
-    for key in ("n_trials", "train_size", "val_size"):
+    for key in ("n_trials",):
         if key in study and study[key] < 1:
             raise fail(f"study.{key}", f"must be >= 1, got {study[key]}")
     objectives = tuple(study.get("objectives", StudySpec.objectives))
@@ -185,11 +184,48 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
         search.append(_parse_search(name, entry, params[name], key, {p.name for p in search} | set(fixed), fail))
 
     spec = StudySpec(
-        path=where, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
+        path=where, task=task, task_options=options, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
         **{k: v for k, v in study.items() if k != "objectives"},
     )
     _check_corners(spec, fail)
     return spec
+
+
+def _parse_task(table: Any, study: dict[str, Any], fail: Any) -> tuple[str, dict[str, Any]]:
+    """``[task]``: ``name`` plus the factory's keyword arguments (fashion-mnist's may sit in [study])."""
+    if not isinstance(table, dict):
+        raise fail("task", "must be a table like { name = \"fashion-mnist\" }")
+    options = dict(table)
+    name = options.pop("name", DEFAULT_TASK)
+    if not isinstance(name, str) or not name:
+        raise fail("task.name", f"must be a built-in task or 'package.module:factory', got {name!r}")
+    for key in _FASHION_MNIST_STUDY_KEYS:
+        if key not in study:
+            continue
+        if name != "fashion-mnist":
+            raise fail(f"study.{key}", f"is a fashion-mnist option; for task {name!r} put the task's options in [task]")
+        if key in options:
+            raise fail(f"study.{key}", "is also in [task]; give it once (in [task])")
+        options[key] = study.pop(key)
+    try:
+        options = task_options(name, options)
+    except UserError as exc:
+        raise fail("task", str(exc)) from None
+    if name == "fashion-mnist" and options["split"] == "holdout" and options["train_size"] + options["val_size"] > 60000:
+        raise fail("task", f"the holdout split needs train_size + val_size <= 60000, got {options['train_size'] + options['val_size']}")
+    return name, options
+
+
+def check_objectives(spec: StudySpec, *, has_accuracy: bool) -> None:
+    """A task without accuracy allows loss, seconds and epoch objectives only."""
+    if has_accuracy:
+        return
+    asked = [o for o in spec.objectives if o in ACCURACY_OBJECTIVES]
+    if asked:
+        raise UserError(
+            f"{spec.path}: study.objectives: task {spec.task!r} has no accuracy, so {asked[0]!r} is not available; "
+            "use final_val_loss, train_seconds or epochs"
+        )
 
 
 def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlier: set[str], fail: Any) -> SearchParam:

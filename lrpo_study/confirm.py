@@ -1,95 +1,86 @@
-"""Re-train chosen trials with fresh seeds and score them on the untouched test set.
+"""Re-train chosen trials with fresh seeds and score them on the task's untouched test data.
 
-For each study: its Pareto trials (or its best ``top`` trials by best
-validation accuracy) plus its reference trials (paper / baseline) are trained
-again on the ``holdout`` split with each seed (a new train/validation carve,
-initialization, dropout and batch order), and the final model is evaluated
-on the official test set, which no study ever saw. Results go into the
-study's user_attrs as ``confirm:<trial number>``.
+For each study: its Pareto trials (or its best ``top`` trials) plus its
+reference trials (paper / baseline) are trained again with each seed (for a
+built-in task the seed also carves a new train/validation split) and the
+final model is scored on the task's test data, which no study ever saw:
+test accuracy, or test loss for a task without accuracy. Results go into
+the study's user_attrs as ``confirm:<trial number>``.
 """
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .data import load_split
+from . import record
+from .errors import UserError
+from .tasks import load_task
 from .train import resolve_device, train
-
-ATTR_PREFIX = "confirm:"
 
 
 @dataclass(frozen=True)
-class Confirmation:
+class Confirmed:
     study: str
     method: str
     trial: int
     reference: str | None
-    epochs: int
-    seeds: list[int]
-    test_accuracy: list[float]
-    train_seconds: list[float]
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.test_accuracy)
-
-    @property
-    def sd(self) -> float:
-        return statistics.stdev(self.test_accuracy) if len(self.test_accuracy) > 1 else 0.0
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "seeds": self.seeds, "test_accuracy": self.test_accuracy, "train_seconds": self.train_seconds,
-            "mean_test_accuracy": self.mean, "sd_test_accuracy": self.sd, "epochs": self.epochs,
-        }
+    result: record.Confirmation
 
 
 def chosen_trials(study: optuna.Study, top: int | None) -> list[FrozenTrial]:
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "hyperparameters" in t.user_attrs]
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if record.is_ours(t)]
     if top is not None:
-        picked = sorted(complete, key=lambda t: -t.user_attrs["best_val_accuracy"])[:top]
+        def best_first(t: FrozenTrial) -> float:
+            r = record.TrialRecord.of(t)
+            return -r.quality if r.has_accuracy else r.quality
+
+        picked = sorted(complete, key=best_first)[:top]
     elif len(study.directions) > 1:
-        picked = list(study.best_trials)
+        picked = [t for t in study.best_trials if record.is_ours(t)]
     else:
-        picked = [study.best_trial]
-    picked += [t for t in complete if t.user_attrs.get("reference") and t not in picked]
+        picked = [study.best_trial] if record.is_ours(study.best_trial) else []
+    picked += [t for t in complete if t.user_attrs.get(record.REFERENCE) and t not in picked]
     return sorted(picked, key=lambda t: t.number)
 
 
 def confirm_study(
     study: optuna.Study, *, seeds: list[int], top: int | None, device_name: str, data_dir: str | None,
-) -> list[Confirmation]:
-    spec = study.user_attrs["lrpo_study_spec"]
+) -> list[Confirmed]:
+    """Confirm ``study``'s chosen trials; a task without test data is a ``UserError``."""
+    task_name, options = record.stored_task(study.user_attrs[record.SPEC])
     device = resolve_device(device_name)
-    splits = {
-        seed: load_split(split="holdout", data_dir=data_dir, seed=seed, train_size=spec["train_size"], val_size=spec["val_size"]).to(device)
-        for seed in seeds
-    }
+    tasks = {seed: load_task(task_name, options, data_dir=data_dir, seed=seed).to(device) for seed in seeds}
+    if any(task.test is None for task in tasks.values()):
+        raise UserError(
+            f"study {study.study_name!r}: task {task_name!r} ({', '.join(f'{k}={v}' for k, v in options.items())}) "
+            "has no test data to confirm on"
+        )
     out = []
     for trial in chosen_trials(study, top):
-        attrs = trial.user_attrs
-        accs, secs = [], []
+        r = record.TrialRecord.of(trial)
+        values, seconds = [], []
         for seed in seeds:
-            result = train(method=attrs["method"], hyperparameters=attrs["hyperparameters"], data=splits[seed],
-                           model_name=attrs["model"], seed=seed, device=device, progress=True)
-            accs.append(float(result.extras["test_accuracy"]))
-            secs.append(result.train_seconds)
-        c = Confirmation(study.study_name, attrs["method"], trial.number, attrs.get("reference"), attrs["epochs"], seeds, accs, secs)
-        study.set_user_attr(f"{ATTR_PREFIX}{trial.number}", c.record())
-        out.append(c)
+            result = train(task=tasks[seed], method=r.method, hyperparameters=r.hyperparameters, seed=seed, device=device,
+                           progress=True)
+            metric = "test_accuracy" if "test_accuracy" in result.extras else "test_loss"
+            values.append(float(result.extras[metric]))
+            seconds.append(result.train_seconds)
+        confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs)
+        study.set_user_attr(f"{record.CONFIRM_PREFIX}{trial.number}", confirmation.to_attr())
+        out.append(Confirmed(study.study_name, r.method, trial.number, r.reference, confirmation))
     return out
 
 
-def confirmation_table(results: list[Confirmation]) -> str:
-    lines = [f"{'study':>16} {'method':>10} {'trial':>5} {'ref':>8} {'epochs':>6} {'test accuracy (mean ± sd)':>26} {'train s':>8}"]
+def confirmation_table(results: list[Confirmed]) -> str:
+    lines = [f"{'study':>16} {'method':>10} {'trial':>5} {'ref':>8} {'epochs':>6} {'test metric':>14} {'mean ± sd':>17} {'train s':>8}"]
     for c in results:
+        r = c.result
         lines.append(
-            f"{c.study:>16} {c.method:>10} {c.trial:>5} {c.reference or '':>8} {c.epochs:>6} "
-            f"{c.mean:>18.4f} ± {c.sd:.4f} {statistics.fmean(c.train_seconds):>8.1f}"
+            f"{c.study:>16} {c.method:>10} {c.trial:>5} {c.reference or '':>8} {r.epochs:>6} {r.metric:>14} "
+            f"{r.mean:>8.4f} ± {r.sd:.4f} {statistics.fmean(r.train_seconds):>8.1f}"
         )
     return "\n".join(lines)

@@ -9,53 +9,63 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from . import record
 from .errors import UserError
 from .settings import SCHEMA_VERSION, validate_settings
 from .storage import mask_url
 
 
 def trial_settings(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> dict[str, Any]:
-    attrs = trial.user_attrs
+    r = record.TrialRecord.of(trial)
     names = study.metric_names or [f"value{i}" for i in range(len(trial.values))]
     settings = {
-        "method": attrs["method"],
-        "hyperparameters": attrs["hyperparameters"],
+        "method": r.method,
+        "hyperparameters": r.hyperparameters,
         "objectives": dict(zip(names, trial.values, strict=True)),
         "provenance": {
             "study": study.study_name, "trial": trial.number, "storage": mask_url(storage_url),
-            "lrpo_study_version": attrs["lrpo_study_version"], "torch_version": attrs["torch_version"],
-            "model": attrs["model"], "split": attrs["split"], "seed": attrs["seed"],
-            "reference": attrs.get("reference"), "alpha_used": attrs.get("alpha"),
+            "lrpo_study_version": r.attrs[record.VERSION], "torch_version": r.attrs[record.TORCH_VERSION],
+            "task": r.task, "task_options": r.task_options, "seed": r.seed,
+            "reference": r.reference, "alpha_used": r.attrs.get(record.ALPHA),
         },
     }
     validate_settings(settings, where=f"trial {trial.number}")
     return settings
 
 
+# --best X: which record value, and whether more (max) or less (min) is better.
+BEST = {"accuracy": (record.BEST_VAL_ACCURACY, max), "loss": (record.FINAL_VAL_LOSS, min), "seconds": (record.TRAIN_SECONDS, min)}
+
+
 def select_trials(study: optuna.Study, *, trial: int | None, pareto: bool, best: str | None) -> list[FrozenTrial]:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        raise UserError(f"study {study.study_name!r} has no complete trials to export")
+    every = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in every if record.is_ours(t)]
     if trial is not None:
-        found = [t for t in complete if t.number == trial]
+        found = [t for t in every if t.number == trial]
         if not found:
             raise UserError(f"study {study.study_name!r} has no complete trial number {trial}")
+        if not record.is_ours(found[0]):
+            raise UserError(f"trial {trial} of study {study.study_name!r} was not made by lrpo_study: it has no settings to export")
         return found
+    if not complete:
+        others = f" ({len(every)} complete trials not made by lrpo_study)" if every else ""
+        raise UserError(f"study {study.study_name!r} has no complete lrpo_study trials to export{others}")
     if pareto:
-        return sorted(study.best_trials, key=lambda t: t.number)
+        return sorted((t for t in study.best_trials if record.is_ours(t)), key=lambda t: t.number)
     names = study.metric_names or []
     if best is None:
         if len(study.directions) > 1:
-            raise UserError("a multi-objective study needs --trial N, --pareto or --best accuracy|seconds")
+            raise UserError("a multi-objective study needs --trial N, --pareto or --best accuracy|loss|seconds")
         return [study.best_trial]
-    wanted = "best_val_accuracy" if best == "accuracy" else "train_seconds"
-    source = study.best_trials if len(study.directions) > 1 else complete
+    wanted, pick = BEST[best]
+    source = [t for t in study.best_trials if record.is_ours(t)] if len(study.directions) > 1 else complete
     if wanted in names:
         i = names.index(wanted)
         values = [(t.values[i], t) for t in source]
     else:
-        values = [(t.user_attrs[wanted], t) for t in source]
-    pick = max if best == "accuracy" else min
+        values = [(t.user_attrs[wanted], t) for t in source if wanted in t.user_attrs]
+    if not values:
+        raise UserError(f"study {study.study_name!r} records no {wanted} (its task has no accuracy?); use --best loss or seconds")
     return [pick(values, key=lambda vt: vt[0])[1]]
 
 

@@ -1,20 +1,20 @@
-"""Every hyperparameter a run uses: training ones plus the method's, validated in one place."""
+"""Every hyperparameter a run uses: training ones, the optimizer's and the method's, validated in one place."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from .optimizers import OPTIMIZER_PARAMS, check_optimizer, irrelevant_keys
 from .schedules import SCHEDULES, Param, validate_params
 
 METHODS = tuple(SCHEDULES)
 
 TRAIN_PARAMS: dict[str, Param] = {
     "lr": Param(float, 0.05, "initial (pretrain / peak) learning rate", low=0.0, low_open=True),
-    "momentum": Param(float, 0.9, "SGD momentum", low=0.0, high=1.0, high_open=True),
-    "weight_decay": Param(float, 1e-4, "SGD weight decay", low=0.0),
     "batch_size": Param(int, 1024, "batch size", low=1),
     "epochs": Param(int, 16, "epochs (for lrpo: pretrain + 1 + finetune)", low=1),
+    **OPTIMIZER_PARAMS,
 }
 
 
@@ -24,13 +24,20 @@ def method_params(method: str) -> dict[str, Param]:
     return TRAIN_PARAMS | SCHEDULES[method].PARAMS
 
 
+def expected_keys(method: str, optimizer: str) -> set[str]:
+    """The keys of a resolved hyperparameter set for ``method`` with ``optimizer``."""
+    return set(method_params(method)) - set(irrelevant_keys(optimizer))
+
+
 def resolve(method: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Fill defaults, check types and ranges, and reconcile lrpo's epoch count.
+    """Fill defaults, check types and ranges, keep the chosen optimizer's keys only, and
+    reconcile lrpo's epoch count.
 
     For lrpo, ``epochs`` alone splits like the paper (16 → 10 + 1 + 5); given
     with both phase lengths it must equal pretrain + 1 + finetune.
     """
     resolved = validate_params(method_params(method), dict(values), what=method)
+    check_optimizer(resolved, values)
     if method == "lrpo":
         _reconcile_lrpo_epochs(resolved, values)
         if resolved["variant"] != "manual" and resolved["alpha"] is not None:

@@ -17,6 +17,8 @@ import platform
 import optuna
 from optuna.trial import TrialState
 
+from . import record
+
 
 def process_alive(pid: int) -> bool:
     try:
@@ -37,8 +39,8 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
     host = platform.node()
     failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        pid = t.user_attrs.get("pid")
-        if t.user_attrs.get("host") != host or not isinstance(pid, int) or process_alive(pid):
+        pid = t.user_attrs.get(record.PID)
+        if t.user_attrs.get(record.HOST) != host or not isinstance(pid, int) or process_alive(pid):
             continue
         # ``_trial_id`` is how Optuna's own fail_stale_trials addresses a trial in the storage.
         try:
@@ -46,9 +48,9 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         except optuna.exceptions.UpdateFinishedTrialError:
             changed = False  # it finished between our read and our write
         if changed:
-            attrs = {"retried_from": t.user_attrs.get("retried_from", t.number)}
-            if "reference" in t.user_attrs:
-                attrs["reference"] = t.user_attrs["reference"]
+            attrs = {record.RETRIED_FROM: t.user_attrs.get(record.RETRIED_FROM, t.number)}
+            if record.REFERENCE in t.user_attrs:
+                attrs[record.REFERENCE] = t.user_attrs[record.REFERENCE]
             study.enqueue_trial(t.params, user_attrs=attrs)
             failed.append(t.number)
     return failed

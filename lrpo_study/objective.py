@@ -10,15 +10,15 @@ from typing import Any
 import optuna
 import torch
 
-from . import __version__
+from . import __version__, record
 from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore, checkpoint_key
 from .config import StudySpec
-from .data import Split
 from .hyperparameters import resolve
 from .pruning import QuantileRule
 from .schedules import SCHEDULES
-from .train import CURVES, Diverged, EpochMetrics, train
+from .tasks import Task
+from .train import Diverged, EpochMetrics, curve_names, train
 
 # The two settings every Pareto chart should show: method, hyperparameters, tag.
 REFERENCES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -47,8 +47,8 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
 def reference_params(spec: StudySpec, tag: str) -> dict[str, Any] | None:
     """The params to enqueue for reference ``tag``, or None if it does not fit the study's space."""
     method, values = REFERENCES[tag]
-    if method != spec.method:
-        return None
+    if method != spec.method or spec.task != "fashion-mnist":
+        return None  # the paper's settings are Fashion-MNIST settings
     reference = resolve(method, values)
     params: dict[str, Any] = {}
     searched = {p.name: p for p in spec.search}
@@ -69,14 +69,14 @@ def _derived(method: str, name: str, spec: StudySpec) -> bool:
 
 
 class Objective:
-    """Callable for ``study.optimize``; one instance per worker, data already on ``device``."""
+    """Callable for ``study.optimize``; one instance per worker, the task's data already on ``device``."""
 
     def __init__(
-        self, spec: StudySpec, data: Split, device: torch.device, *, checkpoints: CheckpointStore | None = None,
+        self, spec: StudySpec, task: Task, device: torch.device, *, checkpoints: CheckpointStore | None = None,
         cache: TrajectoryCache | None = None,
     ) -> None:
         self.spec = spec
-        self.data = data
+        self.task = task
         self.device = device
         self.checkpoints = checkpoints
         self.cache = cache
@@ -85,69 +85,69 @@ class Objective:
         spec = self.spec
         hp = resolve(spec.method, suggest(trial, spec))
         for key, value in {
-            "method": spec.method, "hyperparameters": hp, "model": spec.model, "split": spec.split,
-            "seed": spec.train_seed, "device": str(self.device), "torch_version": torch.__version__,
-            "lrpo_study_version": __version__, "host": platform.node(), "pid": os.getpid(),
+            record.METHOD: spec.method, record.HYPERPARAMETERS: hp, record.TASK: spec.task,
+            record.TASK_OPTIONS: spec.task_options, record.SEED: spec.train_seed, record.DEVICE: str(self.device),
+            record.TORCH_VERSION: torch.__version__, record.VERSION: __version__, record.HOST: platform.node(),
+            record.PID: os.getpid(), record.THREADS: torch.get_num_threads(),
         }.items():
             trial.set_user_attr(key, value)
         key = checkpoint_key(
-            study=trial.study.study_name, method=spec.method, model=spec.model, split=spec.split,
-            seed=spec.train_seed, train_size=spec.train_size, val_size=spec.val_size, hp=hp,
+            study=trial.study.study_name, method=spec.method, task=spec.task, task_options=spec.task_options,
+            data=self.task.fingerprint, seed=spec.train_seed, hp=hp,
         )
         store = self.checkpoints
         resume = store.load(key) if store else None
         if resume:
-            trial.set_user_attr("resumed_from_epoch", int(resume["epoch"]))
-        curves: dict[str, list[float]] = {name: [] for name in CURVES}  # the latest history the loop showed us
+            trial.set_user_attr(record.RESUMED_FROM_EPOCH, int(resume["epoch"]))
+        curves: dict[str, list[float]] = {name: [] for name in curve_names(self.task)}  # the latest history the loop showed us
         cached: list[int] = []  # epochs the loop restored from the trajectory cache, also known when pruned
         hook = self._pruning_hook(trial, curves, cached, hp["epochs"], hp.get("pretrain_epochs", 0))
         try:
             result = train(
-                method=spec.method, hyperparameters=hp, data=self.data, model_name=spec.model,
-                seed=spec.train_seed, device=self.device, on_epoch=[hook], resume=resume,
-                on_checkpoint=(lambda state: store.save(key, state)) if store else None,
+                task=self.task, method=spec.method, hyperparameters=hp, seed=spec.train_seed, device=self.device,
+                on_epoch=[hook], resume=resume, on_checkpoint=(lambda state: store.save(key, state)) if store else None,
                 cache=self.cache,
             )
         except Diverged as exc:
             self._finish(trial, curves, cached, key)
-            trial.set_user_attr("pruned_reason", f"diverged: {exc.reason}")
-            trial.set_user_attr("pruned_epoch", exc.epoch)
+            trial.set_user_attr(record.PRUNED_REASON, f"diverged: {exc.reason}")
+            trial.set_user_attr(record.PRUNED_EPOCH, exc.epoch)
             raise optuna.TrialPruned(str(exc)) from None
         except optuna.TrialPruned:
             self._finish(trial, curves, cached, key)
             raise
-        result.extras.pop("cached_epochs")  # the hook counted them
+        result.extras.pop(record.CACHED_EPOCHS)  # the hook counted them
         self._finish(trial, result.curves, cached, key)
         for name, value in result.extras.items():
             trial.set_user_attr(name, value)
         values = tuple(float(getattr(result, name)) for name in spec.objectives)
         if not all(math.isfinite(v) for v in values):
-            trial.set_user_attr("pruned_reason", f"non-finite objective values {values}")
+            trial.set_user_attr(record.PRUNED_REASON, f"non-finite objective values {values}")
             raise optuna.TrialPruned("non-finite objective values")
         return values[0] if len(values) == 1 else values
 
     def _finish(self, trial: optuna.Trial, curves: dict[str, list[float]], cached: list[int], key: str) -> None:
-        self._record(trial, curves)
-        trial.set_user_attr("cached_epochs", len(cached))
+        trial.set_user_attr(record.CURVES, curves)
+        trial.set_user_attr(record.EPOCHS, len(curves["val_loss"]))
+        trial.set_user_attr(record.TRAIN_SECONDS, sum(curves["seconds"]))
+        if curves.get("val_accuracy"):
+            trial.set_user_attr(record.BEST_VAL_ACCURACY, max(curves["val_accuracy"]))
+        if curves["val_loss"]:
+            trial.set_user_attr(record.FINAL_VAL_LOSS, curves["val_loss"][-1])
+        trial.set_user_attr(record.CACHED_EPOCHS, len(cached))
         if self.checkpoints:
             self.checkpoints.discard(key)
-
-    def _record(self, trial: optuna.Trial, curves: dict[str, list[float]]) -> None:
-        trial.set_user_attr("curves", curves)
-        trial.set_user_attr("epochs", len(curves["val_accuracy"]))
-        trial.set_user_attr("train_seconds", sum(curves["seconds"]))
-        if curves["val_accuracy"]:
-            trial.set_user_attr("best_val_accuracy", max(curves["val_accuracy"]))
 
     def _pruning_hook(
         self, trial: optuna.Trial, curves: dict[str, list[float]], cached: list[int], total_epochs: int, hp_pretrain: int,
     ) -> Any:
         spec = self.spec
         single = len(spec.objectives) == 1
-        rule = QuantileRule(spec.pruning)
+        rule = QuantileRule(spec.pruning, higher_is_better=self.task.has_accuracy)
+        curve = "val_accuracy" if self.task.has_accuracy else "val_loss"
 
         def hook(m: EpochMetrics) -> None:
-            for name in CURVES:
+            for name in curves:
                 curves[name] = list(m.history[name])
             if m.from_cache:
                 cached.append(m.epoch)
@@ -160,12 +160,12 @@ class Objective:
                 pass  # every LRPO trial's pretrain at the same lr is identical by construction: nothing to decide
             elif not single and spec.pruning.rule == "quantile":
                 reason = rule.reason(
-                    trial.study, epoch=m.epoch, total_epochs=total_epochs, accuracy=m.val_accuracy,
+                    trial.study, epoch=m.epoch, total_epochs=total_epochs, value=curves[curve][-1],
                     seconds_so_far=sum(curves["seconds"]), length_dependent=SCHEDULES[spec.method].length_dependent,
                 )
             if reason is not None:
-                trial.set_user_attr("pruned_reason", reason)
-                trial.set_user_attr("pruned_epoch", m.epoch)
+                trial.set_user_attr(record.PRUNED_REASON, reason)
+                trial.set_user_attr(record.PRUNED_EPOCH, m.epoch)
                 raise optuna.TrialPruned(reason)
 
         return hook

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
+from . import record
 from .config import PruningSpec
 
 
@@ -52,30 +53,39 @@ def _quantile(values: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class QuantileRule:
+    """The rule above on validation accuracy, or (``higher_is_better=False``) on validation loss
+    for a task without accuracy: there "below the quantile" reads "above the (1 − q)-quantile"."""
+
     spec: PruningSpec
+    higher_is_better: bool = True
 
     def reason(
-        self, study: optuna.Study, *, epoch: int, total_epochs: int, accuracy: float, seconds_so_far: float,
+        self, study: optuna.Study, *, epoch: int, total_epochs: int, value: float, seconds_so_far: float,
         length_dependent: bool = True,
     ) -> str | None:
         """Why the trial should stop at ``epoch``, or None to go on."""
         if epoch <= self.spec.warmup_epochs or epoch >= total_epochs:
             return None
-        accs, costs = [], []
+        curve = "val_accuracy" if self.higher_is_better else "val_loss"
+        others, costs = [], []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            curves = t.user_attrs.get("curves")
-            planned = t.user_attrs.get("hyperparameters", {}).get("epochs", 0)
+            curves = t.user_attrs.get(record.CURVES)
+            planned = t.user_attrs.get(record.HYPERPARAMETERS, {}).get("epochs", 0)
             comparable = planned >= total_epochs or not length_dependent
-            if curves and len(curves["val_accuracy"]) >= epoch and comparable:
-                accs.append(curves["val_accuracy"][epoch - 1])
+            if curves and len(curves.get(curve, [])) >= epoch and comparable:
+                others.append(curves[curve][epoch - 1])
                 costs.append(sum(curves["seconds"][:epoch]))
-        if len(accs) < self.spec.min_trials:
+        if len(others) < self.spec.min_trials:
             return None
-        threshold = _quantile(accs, self.spec.quantile)
+        q = self.spec.quantile if self.higher_is_better else 1.0 - self.spec.quantile
+        threshold = _quantile(others, q)
+        behind = value < threshold if self.higher_is_better else value > threshold
         cheap = seconds_so_far < statistics.median(costs) * (1.0 - self.spec.cost_tolerance)
-        if accuracy < threshold and not cheap:
+        if behind and not cheap:
+            name = "val accuracy" if self.higher_is_better else "val loss"
+            relation = "<" if self.higher_is_better else ">"
             return (
-                f"val accuracy {accuracy:.4f} < {self.spec.quantile:g}-quantile {threshold:.4f} of "
-                f"{len(accs)} trials at epoch {epoch}, at no lower cost"
+                f"{name} {value:.4f} {relation} {q:g}-quantile {threshold:.4f} of "
+                f"{len(others)} trials at epoch {epoch}, at no lower cost"
             )
         return None

@@ -16,8 +16,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
-from .confirm import ATTR_PREFIX as CONFIRM_PREFIX
-from .runner import SPEC_ATTR
+from . import record
 
 # The paper's Table 1 (its machine, its split): (epochs, best val accuracy, seconds).
 PAPER_POINTS = {"paper fixed-LR baseline (Table 1)": (100, 0.8845, 477.15), "paper LRPO (Table 1)": (16, 0.8645, 76.30)}
@@ -27,15 +26,31 @@ BASELINE_NAME = "fixed-LR baseline, lr 0.05 x 100 epochs (ours)"
 
 @dataclass(frozen=True)
 class MethodTrials:
+    """One study's complete trials. Quality is best validation accuracy (higher is better), or
+    the final validation loss (lower is better) for a task without accuracy."""
+
     study: optuna.Study
     method: str
+    task: str
     trials: list[FrozenTrial]
+    has_accuracy: bool
+
+    def quality(self, t: FrozenTrial) -> float:
+        return record.TrialRecord.of(t).quality
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.has_accuracy else a < b
+
+    def best(self) -> FrozenTrial:
+        pick = max if self.has_accuracy else min
+        return pick(self.trials, key=self.quality)
 
     def pareto(self) -> list[FrozenTrial]:
-        """Non-dominated trials for (best val accuracy ↑, train seconds ↓), by seconds."""
+        """Non-dominated trials for (quality, train seconds ↓), by seconds."""
         front: list[FrozenTrial] = []
-        for t in sorted(self.trials, key=lambda t: (t.user_attrs["train_seconds"], -t.user_attrs["best_val_accuracy"])):
-            if not front or t.user_attrs["best_val_accuracy"] > front[-1].user_attrs["best_val_accuracy"]:
+        sign = -1 if self.has_accuracy else 1
+        for t in sorted(self.trials, key=lambda t: (t.user_attrs[record.TRAIN_SECONDS], sign * self.quality(t))):
+            if not front or self.better(self.quality(t), self.quality(front[-1])):
                 front.append(t)
         return front
 
@@ -44,13 +59,23 @@ def collect(storage: optuna.storages.BaseStorage) -> list[MethodTrials]:
     out = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        spec = study.user_attrs.get(SPEC_ATTR)
+        spec = study.user_attrs.get(record.SPEC)
         if spec is None:
             continue
-        trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "curves" in t.user_attrs]
+        trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                  if record.is_ours(t) and record.CURVES in t.user_attrs]
         if trials:
-            out.append(MethodTrials(study, spec["method"], trials))
+            has_accuracy = record.TrialRecord.of(trials[0]).has_accuracy
+            out.append(MethodTrials(study, spec["method"], record.stored_task(spec)[0], trials, has_accuracy))
     return out
+
+
+def by_task(methods: list[MethodTrials]) -> dict[str, list[MethodTrials]]:
+    """Studies grouped by task: only studies of one task share a chart."""
+    groups: dict[str, list[MethodTrials]] = {}
+    for m in methods:
+        groups.setdefault(m.task, []).append(m)
+    return groups
 
 
 def _label(m: MethodTrials) -> str:
@@ -63,30 +88,34 @@ def _hover(t: FrozenTrial) -> str:
 
 
 def comparison_figure(methods: list[MethodTrials]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy vs training seconds", "accuracy vs epochs"))
+    """Every study of one task: trials and Pareto fronts against seconds and epochs."""
+    has_accuracy = methods[0].has_accuracy
+    label = record.quality_label(has_accuracy)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{label} vs training seconds", f"{label} vs epochs"))
     for i, m in enumerate(methods):
         color = COLORS[i % len(COLORS)]
         for col, key in ((1, "train_seconds"), (2, "epochs")):
             fig.add_trace(go.Scatter(
-                x=[t.user_attrs[key] for t in m.trials], y=[t.user_attrs["best_val_accuracy"] for t in m.trials],
+                x=[t.user_attrs[key] for t in m.trials], y=[m.quality(t) for t in m.trials],
                 mode="markers", marker={"color": color, "opacity": 0.35, "size": 6}, name=f"{_label(m)} trials",
                 legendgroup=_label(m), showlegend=False, text=[_hover(t) for t in m.trials], hoverinfo="text+x+y",
             ), row=1, col=col)
             front = m.pareto()
             fig.add_trace(go.Scatter(
-                x=[t.user_attrs[key] for t in front], y=[t.user_attrs["best_val_accuracy"] for t in front],
+                x=[t.user_attrs[key] for t in front], y=[m.quality(t) for t in front],
                 mode="lines+markers", line={"color": color, "shape": "hv"}, name=f"{_label(m)} Pareto front",
                 legendgroup=_label(m), showlegend=col == 1, text=[_hover(t) for t in front], hoverinfo="text+x+y",
             ), row=1, col=col)
-    baseline = [t for m in methods for t in m.trials if t.user_attrs.get("reference") == "baseline"]
+    baseline = [(m, t) for m in methods for t in m.trials if t.user_attrs.get(record.REFERENCE) == "baseline"]
     if baseline:
-        t = baseline[0]
+        m, t = baseline[0]
         for col, key in ((1, "train_seconds"), (2, "epochs")):
             fig.add_trace(go.Scatter(
-                x=[t.user_attrs[key]], y=[t.user_attrs["best_val_accuracy"]], mode="markers",
+                x=[t.user_attrs[key]], y=[m.quality(t)], mode="markers",
                 marker={"symbol": "star", "size": 14, "color": "black"}, name=BASELINE_NAME, showlegend=col == 1,
             ), row=1, col=col)
-    for name, (epochs, acc, seconds) in PAPER_POINTS.items():
+    paper_points = PAPER_POINTS if methods[0].task == "fashion-mnist" else {}
+    for name, (epochs, acc, seconds) in paper_points.items():
         symbol = "diamond" if "baseline" in name else "x"
         for col, x in ((1, seconds), (2, epochs)):
             fig.add_trace(go.Scatter(
@@ -96,13 +125,14 @@ def comparison_figure(methods: list[MethodTrials]) -> go.Figure:
             ), row=1, col=col)
     fig.update_xaxes(type="log", title_text="training seconds (log)", row=1, col=1)
     fig.update_xaxes(title_text="epochs", row=1, col=2)
-    fig.update_yaxes(title_text="best validation accuracy", row=1, col=1)
-    fig.update_layout(title="Speed vs accuracy, every method's study", height=550)
+    fig.update_yaxes(title_text=label, row=1, col=1)
+    fig.update_layout(title=f"Speed vs quality on {methods[0].task}, every method's study", height=550)
     return fig
 
 
 def curves_figure(methods: list[MethodTrials]) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("learning rate of Pareto trials", "validation accuracy of Pareto trials"))
+    curve = "val_accuracy" if methods[0].has_accuracy else "val_loss"
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("learning rate of Pareto trials", f"{curve} of Pareto trials"))
     for i, m in enumerate(methods):
         for t in m.pareto():
             curves = t.user_attrs["curves"]
@@ -110,7 +140,7 @@ def curves_figure(methods: list[MethodTrials]) -> go.Figure:
             name = f"{_label(m)} #{t.number}"
             line = {"color": COLORS[i % len(COLORS)]}
             fig.add_trace(go.Scatter(x=epochs, y=curves["lr"], mode="lines", name=name, legendgroup=name, line=line), row=1, col=1)
-            fig.add_trace(go.Scatter(x=epochs, y=curves["val_accuracy"], mode="lines", name=name, legendgroup=name, line=line, showlegend=False), row=1, col=2)
+            fig.add_trace(go.Scatter(x=epochs, y=curves[curve], mode="lines", name=name, legendgroup=name, line=line, showlegend=False), row=1, col=2)
     fig.update_yaxes(type="log", title_text="lr (log)", row=1, col=1)
     fig.update_xaxes(title_text="epoch")
     fig.update_layout(height=500)
@@ -120,9 +150,9 @@ def curves_figure(methods: list[MethodTrials]) -> go.Figure:
 def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
     rows = []
     for m in methods:
-        t = max(m.trials, key=lambda t: t.user_attrs["best_val_accuracy"])
+        t = m.best()
         rows.append({
-            "method": _label(m), "trial": t.number, "best val accuracy": f"{t.user_attrs['best_val_accuracy']:.4f}",
+            "task": m.task, "method": _label(m), "trial": t.number, "quality": f"{record.quality_label(m.has_accuracy)} {m.quality(t):.4f}",
             "train seconds": f"{t.user_attrs['train_seconds']:.2f}", "epochs": t.user_attrs["epochs"],
             "complete trials": len(m.trials), "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()),
         })
@@ -130,20 +160,18 @@ def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
 
 
 def confirmed_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
-    """What ``confirm`` stored: each re-trained trial's test accuracy over fresh seeds, best first."""
+    """What ``confirm`` stored: each re-trained trial's test metric over fresh seeds, best first."""
     confirmed = []
     for m in methods:
         by_number = {t.number: t for t in m.trials}
-        for key, record in m.study.user_attrs.items():
-            if key.startswith(CONFIRM_PREFIX):
-                number = int(key.removeprefix(CONFIRM_PREFIX))
-                confirmed.append((m, number, by_number.get(number), record))
-    confirmed.sort(key=lambda c: -c[3]["mean_test_accuracy"])
+        for number, c in record.confirmations(m.study.user_attrs).items():
+            confirmed.append((m, number, by_number.get(number), c))
+    confirmed.sort(key=lambda c: -c[3].mean if c[3].metric == "test_accuracy" else c[3].mean)
     return [{
-        "method": _label(m), "trial": number, "reference": (trial.user_attrs.get("reference") if trial else None) or "",
-        "epochs": record["epochs"], "test accuracy": f"{record['mean_test_accuracy']:.4f} ± {record['sd_test_accuracy']:.4f}",
-        "seeds": ", ".join(str(s) for s in record["seeds"]),
-    } for m, number, trial, record in confirmed]
+        "method": _label(m), "trial": number, "reference": (trial.user_attrs.get(record.REFERENCE) if trial else None) or "",
+        "epochs": c.epochs, "test metric": c.metric.replace("_", " "), "mean ± sd": f"{c.mean:.4f} ± {c.sd:.4f}",
+        "seeds": ", ".join(str(s) for s in c.seeds),
+    } for m, number, trial, c in confirmed]
 
 
 def _table_html(rows: list[dict[str, Any]]) -> str:
@@ -152,50 +180,58 @@ def _table_html(rows: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(methods: list[MethodTrials], output: Path) -> go.Figure:
-    comparison = comparison_figure(methods)
+def write_report(methods: list[MethodTrials], output: Path) -> dict[str, go.Figure]:
+    """The HTML page; returns each task's comparison figure."""
+    figures = {task: comparison_figure(group) for task, group in by_task(methods).items()}
+    sections = []
+    for i, (task, group) in enumerate(by_task(methods).items()):
+        sections += [
+            f"<h2>Task {html.escape(task)}</h2>",
+            figures[task].to_html(full_html=False, include_plotlyjs=i == 0),
+            curves_figure(group).to_html(full_html=False, include_plotlyjs=False),
+        ]
     page = "\n".join([
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>lrpo_study report</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>",
-        "</head><body><h1>lrpo_study: learning-rate schedules, speed vs accuracy</h1>",
+        "</head><body><h1>lrpo_study: learning-rate schedules, speed vs quality</h1>",
         "<p>Each point is a complete trial; lines are each method's Pareto front. Paper points are "
         "the LRPO paper's Table 1 (its machine and split: compare epochs, not seconds).</p>",
-        comparison.to_html(full_html=False, include_plotlyjs=True),
-        curves_figure(methods).to_html(full_html=False, include_plotlyjs=False),
+        *sections,
         "<h2>Best trial per method</h2>", _table_html(best_table(methods)),
         *(["<h2>Confirmed on the test set (python -m lrpo_study confirm)</h2>",
-           "<p>Re-trained with fresh seeds; the official test set, which no study saw. "
-           "This, not the validation accuracy above, tells a good schedule from a lucky trial.</p>",
+           "<p>Re-trained with fresh seeds; scored on the task's test data, which no study saw. "
+           "This, not the validation numbers above, tells a good schedule from a lucky trial.</p>",
            _table_html(confirmed)] if (confirmed := confirmed_table(methods)) else []),
         "</body></html>",
     ])
     output.write_text(page, encoding="utf-8")
-    return comparison
+    return figures
 
 
 def _tag(reference: str) -> str:
     return f" ({reference})" if reference else ""
 
 
-def save_to_dashboard(methods: list[MethodTrials], figure: go.Figure) -> None:
+def save_to_dashboard(methods: list[MethodTrials], figures: dict[str, go.Figure]) -> None:
     from optuna_dashboard import save_note, save_plotly_graph_object  # noqa: PLC0415
 
     for m in methods:
-        best = max(m.trials, key=lambda t: t.user_attrs["best_val_accuracy"])
+        best = m.best()
         front = m.pareto()
+        label = record.quality_label(m.has_accuracy)
         confirmed = "".join(
-            f"- trial {r['trial']}{_tag(r['reference'])}: test accuracy {r['test accuracy']} in {r['epochs']} epochs, seeds {r['seeds']}\n"
+            f"- trial {r['trial']}{_tag(r['reference'])}: {r['test metric']} {r['mean ± sd']} in {r['epochs']} epochs, seeds {r['seeds']}\n"
             for r in confirmed_table([m])
         )
-        save_plotly_graph_object(m.study, figure, graph_object_id="lrpo_study_comparison")
+        save_plotly_graph_object(m.study, figures[m.task], graph_object_id="lrpo_study_comparison")
         save_note(m.study, (
-            f"## {m.study.study_name}: {m.method}\n\n"
+            f"## {m.study.study_name}: {m.method} on {m.task}\n\n"
             f"- complete trials: {len(m.trials)}, Pareto trials: {len(front)}\n"
-            f"- best val accuracy {best.user_attrs['best_val_accuracy']:.4f} (trial {best.number}, "
-            f"{best.user_attrs['epochs']} epochs, {best.user_attrs['train_seconds']:.1f} s)\n"
-            f"- cheapest Pareto trial: #{front[0].number}, {front[0].user_attrs['best_val_accuracy']:.4f} in "
-            f"{front[0].user_attrs['train_seconds']:.1f} s\n\n"
+            f"- {label} {m.quality(best):.4f} (trial {best.number}, "
+            f"{best.user_attrs[record.EPOCHS]} epochs, {best.user_attrs[record.TRAIN_SECONDS]:.1f} s)\n"
+            f"- cheapest Pareto trial: #{front[0].number}, {m.quality(front[0]):.4f} in "
+            f"{front[0].user_attrs[record.TRAIN_SECONDS]:.1f} s\n\n"
             + (f"Confirmed on the test set (`python -m lrpo_study confirm`):\n\n{confirmed}\n" if confirmed else "")
-            + "The comparison chart below shows every method in this storage "
+            + f"The comparison chart below shows every {m.task} study in this storage "
             "(`python -m lrpo_study report` writes it as HTML too).\n"
         ))

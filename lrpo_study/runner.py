@@ -16,19 +16,19 @@ from joblib.externals.loky.process_executor import TerminatedWorkerError
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from . import record
 from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore
-from .config import StudySpec
-from .data import load_split
+from .config import StudySpec, check_objectives
 from .errors import UserError
 from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, Objective, reference_params
 from .pruning import optuna_pruner
 from .storage import mask_url, open_storage
+from .tasks import Task, load_task
 from .train import resolve_device
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SPEC_ATTR = "lrpo_study_spec"
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,10 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
     )
     if [d.name.lower() for d in study.directions] != spec.directions:
         raise UserError(f"{spec.path}: study {spec.name!r} already exists with other objectives; rename it")
-    stored = study.user_attrs.get(SPEC_ATTR)
+    stored = study.user_attrs.get(record.SPEC)
     if stored is None:
         study.set_metric_names(list(spec.objectives))
-        study.set_user_attr(SPEC_ATTR, spec.to_dict())
+        study.set_user_attr(record.SPEC, spec.to_dict())
         for tag in REFERENCES:
             params = reference_params(spec, tag)
             if params is not None:
@@ -91,16 +91,20 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
     return study
 
 
-def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int) -> None:
-    """One worker: its own storage connection, data copy and seeded sampler."""
+def spec_task(spec: StudySpec, options: RunOptions) -> Task:
+    """The study's task, built and checked against its objectives (before any study is created)."""
+    task = load_task(spec.task, spec.task_options, data_dir=options.data_dir, seed=spec.train_seed)
+    check_objectives(spec, has_accuracy=task.has_accuracy)
+    return task
+
+
+def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int, task: Task | None = None) -> None:
+    """One worker: its own storage connection, task data and seeded sampler."""
     if options.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device = resolve_device(options.device)
-    data = load_split(
-        split=spec.split, data_dir=options.data_dir, seed=spec.train_seed, train_size=spec.train_size,
-        val_size=spec.val_size,
-    ).to(device)
+    task = (task or spec_task(spec, options)).to(device)
     seed = (spec.seed if options.seed is None else options.seed) + worker
     study = optuna.load_study(
         study_name=spec.name, storage=options.open_storage(),
@@ -110,7 +114,7 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int) -> N
     fail_dead_local_trials(study)
     checkpoints = CheckpointStore(options.checkpoint_dir) if options.checkpoint_dir else None
     cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
-    objective = Objective(spec, data, device, checkpoints=checkpoints, cache=cache)
+    objective = Objective(spec, task, device, checkpoints=checkpoints, cache=cache)
     study.optimize(objective, n_trials=n_trials, gc_after_trial=False)
 
 
@@ -162,6 +166,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
             f"--workers {options.workers} needs a storage several processes can share: "
             f"journal:PATH or postgresql+psycopg://..., not {mask_url(options.storage)}"
         )
+    task = spec_task(spec, options)
     storage = options.open_storage()
     study = prepare_study(spec, storage)
     target = options.n_trials or spec.n_trials
@@ -172,7 +177,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
         return study
     with _Monitor(spec, options.storage, done, target, options.progress):
         if options.workers == 1:
-            _work(spec, options, target - done, 0)
+            _work(spec, options, target - done, 0, task)
         else:
             _parallel_rounds(spec, options, study, target)
     return study

@@ -2,11 +2,12 @@
 
 A settings file is JSON (never pickle) written by ``python -m lrpo_study export``::
 
-    {"schema_version": 1, "method": "greedylr", "hyperparameters": {...every value...},
+    {"schema_version": 2, "method": "greedylr", "hyperparameters": {...every value...},
      "objectives": {"best_val_accuracy": 0.87, ...}, "provenance": {...}}
 
-or, with ``--pareto``, ``{"schema_version": 1, "trials": [<one such object without
-schema_version>, ...]}``.
+or, with ``--pareto``, ``{"schema_version": 2, "trials": [<one such object without
+schema_version>, ...]}``. Version 1 files (lrpo_study 0.1: SGD only, provenance
+naming model and split instead of the task) are read too.
 """
 
 from __future__ import annotations
@@ -20,14 +21,28 @@ from typing import Any
 
 import torch
 
-from .hyperparameters import METHODS, method_params, resolve
+from .hyperparameters import METHODS, expected_keys, resolve
 from .schedules import LRSchedule, make_schedule
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SETTINGS_KEYS = {"method", "hyperparameters", "objectives", "provenance"}
 PROVENANCE_KEYS = {
-    "study", "trial", "storage", "lrpo_study_version", "torch_version", "model", "split", "seed", "reference",
+    "study", "trial", "storage", "lrpo_study_version", "torch_version", "task", "task_options", "seed", "reference",
 }
+
+
+def _upgrade_v1(settings: Any) -> Any:
+    """A version 1 setting as version 2: SGD without Nesterov, fashion-mnist with its model and split."""
+    if not isinstance(settings, dict):
+        return settings
+    hp, provenance = settings.get("hyperparameters"), settings.get("provenance")
+    if isinstance(hp, dict):
+        hp = {"optimizer": "sgd", "nesterov": False, **hp}
+    if isinstance(provenance, dict) and "task" not in provenance:
+        options = {k: provenance[k] for k in ("model", "split") if k in provenance}
+        provenance = {k: v for k, v in provenance.items() if k not in ("model", "split")}
+        provenance.update(task="fashion-mnist", task_options=options)
+    return {**settings, "hyperparameters": hp, "provenance": provenance}
 
 
 def validate_settings(settings: Any, *, where: str = "settings") -> dict[str, Any]:
@@ -45,7 +60,10 @@ def validate_settings(settings: Any, *, where: str = "settings") -> dict[str, An
     hp = settings["hyperparameters"]
     if not isinstance(hp, dict):
         raise ValueError(f"{where}.hyperparameters must be an object")
-    expected = set(method_params(method))
+    optimizer = hp.get("optimizer")
+    if not isinstance(optimizer, str):
+        raise ValueError(f"{where}.hyperparameters: missing key 'optimizer'")
+    expected = expected_keys(method, optimizer)
     if expected - set(hp):
         raise ValueError(f"{where}.hyperparameters: missing key {sorted(expected - set(hp))[0]!r}")
     try:
@@ -76,8 +94,9 @@ def load_settings(path: str | os.PathLike[str], *, index: int | None = None) -> 
     if not isinstance(data, dict):
         raise ValueError(f"settings file {str(path)!r} must hold a JSON object")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ValueError(f"schema_version must be {SCHEMA_VERSION}, got schema_version={version!r}")
+    if type(version) is not int or version not in (1, SCHEMA_VERSION):
+        raise ValueError(f"schema_version must be 1 or {SCHEMA_VERSION}, got schema_version={version!r}")
+    upgrade = _upgrade_v1 if version == 1 else (lambda s: s)
     body = {k: v for k, v in data.items() if k != "schema_version"}
     if "trials" in body:
         trials = body["trials"]
@@ -88,10 +107,10 @@ def load_settings(path: str | os.PathLike[str], *, index: int | None = None) -> 
         i = 0 if index is None else index
         if not 0 <= i < len(trials):
             raise ValueError(f"index must be in [0, {len(trials) - 1}], got {index=}")
-        return validate_settings(trials[i], where=f"trials[{i}]")
+        return validate_settings(upgrade(trials[i]), where=f"trials[{i}]")
     if index not in (None, 0):
         raise ValueError(f"the file holds one setting; index must be 0 or None, got {index=}")
-    return validate_settings(body)
+    return validate_settings(upgrade(body))
 
 
 def load_schedule(

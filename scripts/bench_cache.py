@@ -40,7 +40,8 @@ def main() -> None:
     spec = dataclasses.replace(
         base, name="bench-cache", n_trials=args.n_trials, objectives=("best_val_accuracy", "epochs"),
         pruning=dataclasses.replace(base.pruning, cost_tolerance=1.0),
-        train_size=args.train_size or base.train_size, val_size=args.val_size or base.val_size,
+        task_options={**base.task_options, "train_size": args.train_size or base.task_options["train_size"],
+                      "val_size": args.val_size or base.task_options["val_size"]},
     )
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,9 +20,9 @@ import time
 import torch
 from _reference import BATCH, SAMPLES, reference_loader, reference_mlp, reference_train, sync
 
-from lrpo_study.data import load_split
 from lrpo_study.hyperparameters import resolve
-from lrpo_study.models import count_parameters
+from lrpo_study.tasks import load_task
+from lrpo_study.tasks.fashion_mnist import count_parameters
 from lrpo_study.train import resolve_device, train
 
 
@@ -53,9 +53,9 @@ def main() -> None:
     print(f"device: {name}, torch {torch.__version__}")
 
     ref = reference_train(reference_loader(args.data_dir), device, args.epochs)
-    data = load_split(split="paper", data_dir=args.data_dir, seed=42, train_size=SAMPLES).to(device)
+    task = load_task("fashion-mnist", {"split": "paper", "train_size": SAMPLES}, data_dir=args.data_dir, seed=42)
     hp = resolve("fixed", {"epochs": args.epochs + 1})
-    ours = train(method="fixed", hyperparameters=hp, data=data, seed=42, device=device).curves["seconds"][1:]
+    ours = train(task=task, method="fixed", hyperparameters=hp, seed=42, device=device).curves["seconds"][1:]
     flops = matmul_flops(device)
     params = count_parameters(reference_mlp())
     bound = 6 * params * SAMPLES / flops

@@ -51,8 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, pruning_rule in (("without pruning", "none"), (f"with {rule} pruning", rule)):
             spec = dataclasses.replace(
-                base, name=f"bench-{pruning_rule}", n_trials=args.n_trials, train_size=args.train_size,
-                val_size=args.val_size, pruning=dataclasses.replace(base.pruning, rule=pruning_rule),
+                base, name=f"bench-{pruning_rule}", n_trials=args.n_trials,
+                task_options={**base.task_options, "train_size": args.train_size, "val_size": args.val_size}, pruning=dataclasses.replace(base.pruning, rule=pruning_rule),
             )
             options = RunOptions(
                 storage=f"sqlite:///{Path(tmp) / f'{pruning_rule}.db'}", device=args.device,

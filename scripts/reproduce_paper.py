@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from lrpo_study.data import load_split
 from lrpo_study.hyperparameters import resolve
+from lrpo_study.tasks import load_task
 from lrpo_study.train import resolve_device, train
 
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -40,8 +40,8 @@ ROWS = ("training time (s)", "epochs", "best val accuracy", "final val loss", "a
 
 
 def measure(method: str, values: dict[str, Any], seed: int, device: torch.device, data_dir: str | None) -> dict[str, float | None]:
-    data = load_split(split="paper", data_dir=data_dir, seed=seed).to(device)
-    result = train(method=method, hyperparameters=resolve(method, values), data=data, seed=seed, device=device, progress=True)
+    task = load_task("fashion-mnist", {"split": "paper"}, data_dir=data_dir, seed=seed)
+    result = train(task=task, method=method, hyperparameters=resolve(method, values), seed=seed, device=device, progress=True)
     return {
         "training time (s)": result.train_seconds, "epochs": result.epochs,
         "best val accuracy": result.best_val_accuracy, "final val loss": result.final_val_loss,

@@ -18,6 +18,7 @@ import statistics
 import optuna
 from optuna.trial import TrialState
 
+from lrpo_study import record
 from lrpo_study.storage import open_storage
 
 
@@ -32,42 +33,40 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     confirmed = []
     for st in studies:
-        spec = st.user_attrs.get("lrpo_study_spec")
+        spec = st.user_attrs.get(record.SPEC)
         if spec is None:
             continue
-        done = st.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+        done = [t for t in st.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)) if record.is_ours(t)]
         complete = [t for t in done if t.state == TrialState.COMPLETE]
-        best = max(complete, key=lambda t: t.user_attrs["best_val_accuracy"])
+        best = max(complete, key=lambda t: t.user_attrs[record.BEST_VAL_ACCURACY])
         print(f"| {st.study_name} | {spec['method']} | {len(done)} | {len(complete)} | {len(done) - len(complete)} | "
               f"{sum(t.user_attrs['epochs'] for t in done)} | {sum(t.user_attrs.get('cached_epochs', 0) for t in done)} | "
               f"{sum(t.user_attrs['train_seconds'] for t in complete) / sum(t.user_attrs['epochs'] for t in complete):.3f} | "
               f"{best.user_attrs['best_val_accuracy']:.4f} ({best.user_attrs['epochs']}) |")
-        for key, rec in st.user_attrs.items():
-            if key.startswith("confirm:"):
-                t = st.trials[int(key.split(":")[1])]
-                confirmed.append((st.study_name, spec["method"], t, rec))
+        for number, rec in record.confirmations(st.user_attrs).items():
+            confirmed.append((st.study_name, spec["method"], st.trials[number], rec))
     if not confirmed:
         return
     print("\n| study | trial | reference | epochs | val acc (study) | test acc, mean ± sd over seeds | train s (mean) | params |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, _, t, rec in sorted(confirmed, key=lambda c: (c[0], c[3]["epochs"])):
+    for name, _, t, rec in sorted(confirmed, key=lambda c: (c[0], c[3].epochs)):
         params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
-        print(f"| {name} | {t.number} | {t.user_attrs.get('reference') or ''} | {rec['epochs']} | {t.user_attrs['best_val_accuracy']:.4f} | "
-              f"{rec['mean_test_accuracy']:.4f} ± {rec['sd_test_accuracy']:.4f} | {statistics.fmean(rec['train_seconds']):.1f} | {params} |")
+        print(f"| {name} | {t.number} | {t.user_attrs.get('reference') or ''} | {rec.epochs} | {t.user_attrs['best_val_accuracy']:.4f} | "
+              f"{rec.mean:.4f} ± {rec.sd:.4f} | {statistics.fmean(rec.train_seconds):.1f} | {params} |")
     baseline = [c for c in confirmed if c[2].user_attrs.get("reference") == "baseline"]
-    goal = baseline[0][3]["mean_test_accuracy"] if baseline else None
+    goal = baseline[0][3].mean if baseline else None
     print("\nGoal: the confirmed 100-epoch fixed-lr baseline's test accuracy, "
           + (f"{goal:.4f}" if goal is not None else "not confirmed") + ", in at most 16 epochs.\n")
     print("| method | best confirmed trial with <= 16 epochs | epochs | test acc | reaches the baseline? |")
     print("|---|---|---|---|---|")
     for method in dict.fromkeys(c[1] for c in confirmed):
-        short = [c for c in confirmed if c[1] == method and c[3]["epochs"] <= 16]
+        short = [c for c in confirmed if c[1] == method and c[3].epochs <= 16]
         if not short:
             print(f"| {method} | — | — | — | no trial of <= 16 epochs on its Pareto front |")
             continue
-        name, _, t, rec = max(short, key=lambda c: c[3]["mean_test_accuracy"])
-        reached = goal is not None and rec["mean_test_accuracy"] >= goal
-        print(f"| {method} | {name} #{t.number} | {rec['epochs']} | {rec['mean_test_accuracy']:.4f} ± {rec['sd_test_accuracy']:.4f} | "
+        name, _, t, rec = max(short, key=lambda c: c[3].mean)
+        reached = goal is not None and rec.mean >= goal
+        print(f"| {method} | {name} #{t.number} | {rec.epochs} | {rec.mean:.4f} ± {rec.sd:.4f} | "
               f"{'yes' if reached else 'no'} |")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from lrpo_study.data import Split, load_split
+from lrpo_study.tasks import Task, load_task
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LRPO_DATA_DIR") or REPO.parent / "shared" / "data")
@@ -27,6 +28,12 @@ def data_dir() -> Path:
 def small_split(data_dir: Path) -> Split:
     """A small real subset: 2,048 training and 512 validation images of the holdout split."""
     return load_split(split="holdout", data_dir=data_dir, seed=0, train_size=2048, val_size=512)
+
+
+@pytest.fixture(scope="session")
+def small_task(data_dir: Path) -> Task:
+    """The built-in fashion-mnist task on the same small real subset as ``small_split``."""
+    return load_task("fashion-mnist", {"train_size": 2048, "val_size": 512}, data_dir=data_dir, seed=0)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:

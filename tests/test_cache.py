@@ -14,10 +14,10 @@ from optuna.trial import TrialState, create_trial
 
 from lrpo_study.cache import TrajectoryCache
 from lrpo_study.config import load_spec
-from lrpo_study.data import Split
 from lrpo_study.hyperparameters import resolve
 from lrpo_study.objective import Objective
 from lrpo_study.storage import open_storage
+from lrpo_study.tasks import Task
 from lrpo_study.train import TrainResult, train
 
 from .conftest import run_cli, write_study
@@ -25,8 +25,8 @@ from .conftest import run_cli, write_study
 SMALL = {"batch_size": 256}
 
 
-def run(method: str, values: dict, data: Split, cache: TrajectoryCache | None) -> TrainResult:
-    return train(method=method, hyperparameters=resolve(method, {**SMALL, **values}), data=data, seed=3, cache=cache)
+def run(method: str, values: dict, data: Task, cache: TrajectoryCache | None) -> TrainResult:
+    return train(method=method, hyperparameters=resolve(method, {**SMALL, **values}), task=data, seed=3, cache=cache)
 
 
 def assert_same_run(a: TrainResult, b: TrainResult) -> None:
@@ -48,55 +48,55 @@ def assert_same_run(a: TrainResult, b: TrainResult) -> None:
     ids=["lrpo-faithful", "lrpo-predicted", "fixed", "greedylr"],
 )
 def test_branching_from_the_cache_equals_training_from_scratch(
-    method: str, first: dict, second: dict, shared: int, small_split: Split, tmp_path: Path
+    method: str, first: dict, second: dict, shared: int, small_task: Task, tmp_path: Path
 ) -> None:
     cache = TrajectoryCache(tmp_path / "cache")
-    computed_first = run(method, first, small_split, cache)
+    computed_first = run(method, first, small_task, cache)
     assert computed_first.extras["cached_epochs"] == 0
-    branched = run(method, second, small_split, cache)
-    scratch = run(method, second, small_split, None)
+    branched = run(method, second, small_task, cache)
+    scratch = run(method, second, small_task, None)
     assert branched.extras["cached_epochs"] == shared
     assert_same_run(branched, scratch)
     # Honest cost: cached epochs keep the training seconds measured when they were computed.
     for i in range(shared - 1):
         assert branched.curves["seconds"][i] == pytest.approx(computed_first.curves["seconds"][i], abs=1e-3)
     assert len(branched.curves["seconds"]) == scratch.epochs
-    assert run(method, second, small_split, cache).extras["cached_epochs"] == scratch.epochs
+    assert run(method, second, small_task, cache).extras["cached_epochs"] == scratch.epochs
 
 
-def test_step_schedules_are_not_cached(small_split: Split, tmp_path: Path) -> None:
+def test_step_schedules_are_not_cached(small_task: Task, tmp_path: Path) -> None:
     cache = TrajectoryCache(tmp_path / "cache")
-    run("cosine", {"epochs": 2}, small_split, cache)
+    run("cosine", {"epochs": 2}, small_task, cache)
     assert not list((tmp_path / "cache").glob("*.pt")) if (tmp_path / "cache").exists() else True
-    assert run("cosine", {"epochs": 2}, small_split, cache).extras["cached_epochs"] == 0
+    assert run("cosine", {"epochs": 2}, small_task, cache).extras["cached_epochs"] == 0
 
 
-def test_damaged_and_half_written_entries_are_recomputed(small_split: Split, tmp_path: Path) -> None:
+def test_damaged_and_half_written_entries_are_recomputed(small_task: Task, tmp_path: Path) -> None:
     cache = TrajectoryCache(tmp_path / "cache")
-    reference = run("fixed", {"epochs": 3}, small_split, cache)
+    reference = run("fixed", {"epochs": 3}, small_task, cache)
     entries = sorted((tmp_path / "cache").glob("*.pt"), key=lambda p: p.stat().st_mtime)
     assert len(entries) == 3
     entries[1].write_bytes(b"not a checkpoint")  # damaged in the middle of the trajectory
     (tmp_path / "cache" / ".deadbeef.123.tmp").write_bytes(b"half")  # a writer died mid-write
     with pytest.warns(UserWarning, match="unreadable entry"):
-        again = run("fixed", {"epochs": 3}, small_split, cache)
+        again = run("fixed", {"epochs": 3}, small_task, cache)
     assert again.extras["cached_epochs"] == 1  # the prefix before the damaged entry
     assert_same_run(again, reference)
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 3  # recomputed and stored again
 
 
-def test_least_recently_used_entries_are_evicted(small_split: Split, tmp_path: Path) -> None:
+def test_least_recently_used_entries_are_evicted(small_task: Task, tmp_path: Path) -> None:
     probe = TrajectoryCache(tmp_path / "probe")
-    run("fixed", {"epochs": 1}, small_split, probe)
+    run("fixed", {"epochs": 1}, small_task, probe)
     entry_size = probe.size_bytes()
     cache = TrajectoryCache(tmp_path / "cache", max_bytes=int(entry_size * 3.5))
-    run("fixed", {"epochs": 3, "lr": 0.05}, small_split, cache)
+    run("fixed", {"epochs": 3, "lr": 0.05}, small_task, cache)
     first_entries = set((tmp_path / "cache").glob("*.pt"))
     time.sleep(0.05)
     first = sorted(first_entries, key=lambda p: p.stat().st_mtime)[0]
     os.utime(first)  # used again recently: it must survive
     time.sleep(0.05)
-    run("fixed", {"epochs": 2, "lr": 0.02}, small_split, cache)
+    run("fixed", {"epochs": 2, "lr": 0.02}, small_task, cache)
     left = set((tmp_path / "cache").glob("*.pt"))
     assert cache.size_bytes() <= cache.max_bytes and len(left) == 3
     assert first in left and len(first_entries - left) == 2
@@ -118,7 +118,7 @@ def test_two_workers_share_one_cache(tmp_path: Path) -> None:
     assert list((tmp_path / "s.journal.cache").glob("*.pt"))
 
 
-def test_pruned_trials_record_the_epochs_they_took_from_the_cache(small_split: Split, tmp_path: Path) -> None:
+def test_pruned_trials_record_the_epochs_they_took_from_the_cache(small_task: Task, tmp_path: Path) -> None:
     spec = load_spec(write_study(
         tmp_path / "s.toml", name="pruned", pruning='rule = "quantile"\nwarmup_epochs = 1\nmin_trials = 1\ncost_tolerance = 1.0',
         fixed="epochs = 4\nbatch_size = 256",
@@ -129,7 +129,7 @@ def test_pruned_trials_record_the_epochs_they_took_from_the_cache(small_split: S
         values=[1.0, 1.0], params={"lr": 0.05}, distributions={"lr": FloatDistribution(0.01, 0.2, log=True)},
         user_attrs={"hyperparameters": {"epochs": 4}, "curves": {"val_accuracy": [1.0] * 4, "seconds": [1.0] * 4}},
     ))
-    objective = Objective(spec, small_split, torch.device("cpu"), cache=TrajectoryCache(tmp_path / "cache"))
+    objective = Objective(spec, small_task, torch.device("cpu"), cache=TrajectoryCache(tmp_path / "cache"))
     for _ in range(2):
         study.enqueue_trial({"lr": 0.05})
         study.optimize(objective, n_trials=1)

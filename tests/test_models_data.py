@@ -7,7 +7,12 @@ import torch
 
 from lrpo_study.data import load_split
 from lrpo_study.errors import UserError
-from lrpo_study.models import Dropout, bernoulli_keep_mask, build_model, count_parameters
+from lrpo_study.tasks.fashion_mnist import (
+    Dropout,
+    bernoulli_keep_mask,
+    build_model,
+    count_parameters,
+)
 
 
 def test_paper_mlp_has_245290_parameters() -> None:

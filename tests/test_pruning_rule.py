@@ -21,18 +21,18 @@ def test_rule_prunes_laggards_only_against_runs_at_least_as_long() -> None:
     for acc in (0.80, 0.82, 0.84):  # short runs: well annealed by epoch 3
         finished(study, planned=4, accs=[0.5, 0.7, acc, acc])
     # A 20-epoch run behind them at epoch 3 is not compared with shorter runs.
-    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0) is None
+    assert rule.reason(study, epoch=3, total_epochs=20, value=0.6, seconds_so_far=3.0) is None
     # A 4-epoch run behind them is pruned, with the reason.
-    reason = rule.reason(study, epoch=3, total_epochs=4, accuracy=0.6, seconds_so_far=3.0)
+    reason = rule.reason(study, epoch=3, total_epochs=4, value=0.6, seconds_so_far=3.0)
     assert reason is not None and "0.5-quantile" in reason
     for acc in (0.70, 0.72):
         finished(study, planned=20, accs=[0.4, 0.5, acc] + [0.9] * 17)
-    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0) is not None
+    assert rule.reason(study, epoch=3, total_epochs=20, value=0.6, seconds_so_far=3.0) is not None
     # Not at or before warm-up, not on the last epoch, not when clearly cheaper, not when level.
-    assert rule.reason(study, epoch=1, total_epochs=20, accuracy=0.0, seconds_so_far=9.0) is None
-    assert rule.reason(study, epoch=4, total_epochs=4, accuracy=0.0, seconds_so_far=9.0) is None
-    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=1.0) is None
-    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.72, seconds_so_far=3.0) is None
+    assert rule.reason(study, epoch=1, total_epochs=20, value=0.0, seconds_so_far=9.0) is None
+    assert rule.reason(study, epoch=4, total_epochs=4, value=0.0, seconds_so_far=9.0) is None
+    assert rule.reason(study, epoch=3, total_epochs=20, value=0.6, seconds_so_far=1.0) is None
+    assert rule.reason(study, epoch=3, total_epochs=20, value=0.72, seconds_so_far=3.0) is None
 
 
 def test_length_independent_schedules_compare_with_every_run() -> None:
@@ -41,5 +41,5 @@ def test_length_independent_schedules_compare_with_every_run() -> None:
     for acc in (0.80, 0.82, 0.84):
         finished(study, planned=4, accs=[0.5, 0.7, acc, acc])
     # A fixed-lr run's epoch 3 does not depend on its length: shorter runs are fair references.
-    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0, length_dependent=False)
-    assert rule.reason(study, epoch=3, total_epochs=20, accuracy=0.6, seconds_so_far=3.0, length_dependent=True) is None
+    assert rule.reason(study, epoch=3, total_epochs=20, value=0.6, seconds_so_far=3.0, length_dependent=False)
+    assert rule.reason(study, epoch=3, total_epochs=20, value=0.6, seconds_so_far=3.0, length_dependent=True) is None

@@ -98,7 +98,7 @@ def test_export_pareto_and_trial(storage: str, tmp_path: Path) -> None:
     out = tmp_path / "pareto.json"
     assert run_cli("export", "--storage", storage, "--study", "fixed", "--pareto", "-o", str(out)).returncode == 0
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 1 and data["trials"]
+    assert data["schema_version"] == 2 and data["trials"]
     with pytest.raises(ValueError, match="index"):
         load_settings(out, index=99)
     one = tmp_path / "one.json"
@@ -126,7 +126,7 @@ def _settings(tmp_path: Path, **changes: object) -> Path:
 @pytest.mark.parametrize(
     ("changes", "match"),
     [
-        ({"schema_version": 2}, "schema_version"),
+        ({"schema_version": 7}, "schema_version"),
         ({"method": "adam"}, "method"),
         ({"extra": 1}, "extra"),
         ({"hyperparameters": {"lr": 0.1}}, "missing key 'batch_size'"),
@@ -234,17 +234,18 @@ def test_chromium_renders_the_pareto_front(dashboard: str, tmp_path: Path) -> No
 def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str, tmp_path: Path) -> None:
     proc = run_cli("confirm", "--storage", storage, "--study", "cosine", "--best", "1", "--seeds", "1,2", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
-    assert "test accuracy" in proc.stdout
+    assert "test_accuracy" in proc.stdout
     study = optuna.load_study(study_name="cosine", storage=storage)
     records = {k: v for k, v in study.user_attrs.items() if k.startswith("confirm:")}
     assert len(records) == 1
     record = next(iter(records.values()))
-    assert record["seeds"] == [1, 2] and len(record["test_accuracy"]) == 2
-    assert all(0.3 < a <= 1.0 for a in record["test_accuracy"])
-    assert record["test_accuracy"][0] != record["test_accuracy"][1]  # really different seeds
+    assert record["metric"] == "test_accuracy"
+    assert record["seeds"] == [1, 2] and len(record["values"]) == 2
+    assert all(0.3 < a <= 1.0 for a in record["values"])
+    assert record["values"][0] != record["values"][1]  # really different seeds
     page = tmp_path / "report.html"
     assert run_cli("report", "--storage", storage, "-o", str(page)).returncode == 0
-    shown = f"{record['mean_test_accuracy']:.4f} ± {record['sd_test_accuracy']:.4f}"
+    shown = f"{record['mean']:.4f} ± {record['sd']:.4f}"
     assert shown in page.read_text().split("Confirmed on the test set")[1]
     from optuna_dashboard import get_note
 

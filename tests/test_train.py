@@ -7,8 +7,8 @@ import io
 import pytest
 import torch
 
-from lrpo_study.data import Split
 from lrpo_study.hyperparameters import METHODS, resolve
+from lrpo_study.tasks import Task
 from lrpo_study.train import train
 
 METHOD_SETTINGS = {
@@ -22,7 +22,7 @@ METHOD_SETTINGS = {
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_checkpoint_round_trip_continues_identically(method: str, small_split: Split) -> None:
+def test_checkpoint_round_trip_continues_identically(method: str, small_task: Task) -> None:
     hp = resolve(method, {"epochs": 4, "batch_size": 512, **METHOD_SETTINGS[method]})
     saved: dict[int, bytes] = {}
 
@@ -31,9 +31,9 @@ def test_checkpoint_round_trip_continues_identically(method: str, small_split: S
         torch.save(state, buffer)
         saved[state["epoch"]] = buffer.getvalue()
 
-    full = train(method=method, hyperparameters=hp, data=small_split, seed=5, on_checkpoint=keep)
+    full = train(method=method, hyperparameters=hp, task=small_task, seed=5, on_checkpoint=keep)
     state = torch.load(io.BytesIO(saved[2]), weights_only=True)
-    resumed = train(method=method, hyperparameters=hp, data=small_split, seed=5, resume=state)
+    resumed = train(method=method, hyperparameters=hp, task=small_task, seed=5, resume=state)
     for name, curve in full.curves.items():
         if name == "seconds":
             continue
@@ -41,11 +41,11 @@ def test_checkpoint_round_trip_continues_identically(method: str, small_split: S
     assert len(set(full.curves["lr"])) > 1 or method == "fixed"  # the schedule really moved the lr
 
 
-def test_training_learns_and_is_seeded(small_split: Split) -> None:
+def test_training_learns_and_is_seeded(small_task: Task) -> None:
     hp = resolve("fixed", {"epochs": 3})
-    a = train(method="fixed", hyperparameters=hp, data=small_split, seed=1)
-    b = train(method="fixed", hyperparameters=hp, data=small_split, seed=1)
-    c = train(method="fixed", hyperparameters=hp, data=small_split, seed=2)
+    a = train(method="fixed", hyperparameters=hp, task=small_task, seed=1)
+    b = train(method="fixed", hyperparameters=hp, task=small_task, seed=1)
+    c = train(method="fixed", hyperparameters=hp, task=small_task, seed=2)
     assert a.curves["val_loss"] == b.curves["val_loss"]
     assert a.curves["val_loss"] != c.curves["val_loss"]
     assert a.curves["train_loss"][-1] < a.curves["train_loss"][0]
@@ -53,28 +53,28 @@ def test_training_learns_and_is_seeded(small_split: Split) -> None:
     assert a.train_seconds == pytest.approx(sum(a.curves["seconds"]))
 
 
-def test_hooks_see_every_step_and_epoch(small_split: Split) -> None:
+def test_hooks_see_every_step_and_epoch(small_task: Task) -> None:
     steps, epochs = [], []
     hp = resolve("cosine", {"epochs": 2, "batch_size": 512})
     train(
-        method="cosine", hyperparameters=hp, data=small_split, on_step=[lambda s, loss: steps.append(s)],
+        method="cosine", hyperparameters=hp, task=small_task, on_step=[lambda s, loss: steps.append(s)],
         on_epoch=[lambda m: epochs.append(m.epoch)],
     )
     assert steps == list(range(1, 9)) and epochs == [1, 2]
 
 
-def test_lrpo_records_the_alpha_it_used(small_split: Split) -> None:
+def test_lrpo_records_the_alpha_it_used(small_task: Task) -> None:
     hp = resolve("lrpo", {"epochs": 4})
-    result = train(method="lrpo", hyperparameters=hp, data=small_split)
+    result = train(method="lrpo", hyperparameters=hp, task=small_task)
     alpha = result.extras["alpha"]
     assert 0.5 <= alpha <= 2.0
     assert result.curves["lr"][hp["pretrain_epochs"]] == pytest.approx(hp["lr"] * alpha)
     assert result.curves["lr"][-1] == pytest.approx(hp["finetune_lr"])
 
 
-def test_several_param_groups_keep_their_ratio(small_split: Split) -> None:
-    from lrpo_study.models import build_model
+def test_several_param_groups_keep_their_ratio(small_task: Task) -> None:
     from lrpo_study.schedules import make_schedule
+    from lrpo_study.tasks.fashion_mnist import build_model
 
     model = build_model("mlp")
     params = list(model.parameters())

@@ -47,6 +47,10 @@ class LRSchedule:
         (without the model in its state at that epoch); the trajectory cache relies on it."""
         return True
 
+    def extras(self) -> dict[str, Any]:
+        """What this schedule decided that a run's record should keep (LRPO: its α)."""
+        return {}
+
     def get_last_lr(self) -> list[float]:
         return [float(g["lr"]) for g in self.optimizer.param_groups]
 

@@ -15,7 +15,7 @@ group's base lr). α is decided at the end of epoch P-1 by the ``variant``:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -100,6 +100,12 @@ class LRPO(LRSchedule):
         if self.last_step == self.pretrain_epochs and self.variant != "manual":
             self.alpha = self._decide_alpha()
         self._apply_current()
+
+    def extras(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"alpha": self.alpha, "predictor_seconds": self.predictor_seconds}
+        if self.probe_record:
+            record["probe"] = self.probe_record
+        return record
 
     def replay_safe(self, epoch: int) -> bool:
         return not (self.variant == "predicted" and epoch == self.pretrain_epochs)  # the probe needs the model

@@ -1,11 +1,18 @@
-"""Models chosen by name: the paper's MLP (exactly 245,290 parameters) and a small CNN."""
+"""Built-in task ``fashion-mnist``: the paper's MLP (exactly 245,290 parameters) or a small CNN
+on a seeded split of Fashion-MNIST (see ``lrpo_study.data``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
+
+from ..data import SPLITS, load_split
+from ..schedules import Param
+from ._task import Task
 
 
 def bernoulli_keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
@@ -61,3 +68,27 @@ def build_model(name: str) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+OPTIONS: dict[str, Param] = {
+    "model": Param(str, "mlp", "the paper's MLP or a small CNN", choices=tuple(MODELS)),
+    "split": Param(str, "holdout", "paper: the reference code's; holdout: keeps the test set untouched", choices=SPLITS),
+    "train_size": Param(int, 20000, "training images", low=1, high=60000),
+    "val_size": Param(int, 4000, "validation images", low=1, high=60000),
+}
+
+
+def make_task(
+    *, data_dir: str | os.PathLike[str] | None = None, seed: int = 42, **options: Any,
+) -> Task:
+    """``options`` are already validated against ``OPTIONS``; ``seed`` carves the split."""
+    model = options["model"]
+    split = load_split(
+        split=options["split"], data_dir=data_dir, seed=seed, train_size=options["train_size"],
+        val_size=options["val_size"],
+    )
+    test = None if split.test_x is None or split.test_y is None else (split.test_x, split.test_y)
+    return Task(
+        build_model=lambda: build_model(model), train=(split.train_x, split.train_y),
+        val=(split.val_x, split.val_y), test=test, name="fashion-mnist",
+    )

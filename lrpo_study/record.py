@@ -1,0 +1,138 @@
+"""The trial record: every user_attrs key lrpo_study writes, named once, read back through here.
+
+The objective writes a trial's record; export, confirm, report, the pruning
+rule and liveness read it. Keys are module constants so that no reader spells
+a string of its own; ``TrialRecord`` is the typed view of a finished trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+# Study user_attrs
+SPEC = "lrpo_study_spec"
+CONFIRM_PREFIX = "confirm:"
+
+# Trial user_attrs, set when a trial starts
+METHOD = "method"
+HYPERPARAMETERS = "hyperparameters"
+TASK = "task"
+TASK_OPTIONS = "task_options"
+SEED = "seed"
+DEVICE = "device"
+TORCH_VERSION = "torch_version"
+VERSION = "lrpo_study_version"
+HOST = "host"
+PID = "pid"
+THREADS = "threads"
+REFERENCE = "reference"  # enqueued reference trials: "paper" | "baseline"
+RETRIED_FROM = "retried_from"  # a retried trial: the number of the trial it replaces
+RESUMED_FROM_EPOCH = "resumed_from_epoch"
+
+# Trial user_attrs, set when a trial ends (complete, pruned or diverged)
+CURVES = "curves"
+EPOCHS = "epochs"
+TRAIN_SECONDS = "train_seconds"
+BEST_VAL_ACCURACY = "best_val_accuracy"
+FINAL_VAL_LOSS = "final_val_loss"
+CACHED_EPOCHS = "cached_epochs"
+PRUNED_REASON = "pruned_reason"
+PRUNED_EPOCH = "pruned_epoch"
+ALPHA = "alpha"  # LRPO's jump factor (the schedule's extras add predictor_seconds and probe)
+
+
+def stored_task(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(task name, options) of a stored study spec (``lrpo_study 0.1`` stored fashion-mnist's in the spec)."""
+    if "task" in spec:
+        return spec["task"]["name"], {k: v for k, v in spec["task"].items() if k != "name"}
+    return "fashion-mnist", {k: spec[k] for k in ("model", "split", "train_size", "val_size") if k in spec}
+
+
+def is_ours(trial: FrozenTrial) -> bool:
+    """Whether lrpo_study trained this trial (another tool may share the storage)."""
+    return METHOD in trial.user_attrs and HYPERPARAMETERS in trial.user_attrs
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """The typed view of a finished trial's record."""
+
+    number: int
+    method: str
+    hyperparameters: dict[str, Any]
+    task: str
+    task_options: dict[str, Any]
+    seed: int
+    curves: dict[str, list[float]]
+    train_seconds: float
+    reference: str | None
+    attrs: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialRecord:
+        a = trial.user_attrs
+        return cls(
+            trial.number, a[METHOD], a[HYPERPARAMETERS], a.get(TASK, "fashion-mnist"), a.get(TASK_OPTIONS, {}),
+            a[SEED], a.get(CURVES, {}), a.get(TRAIN_SECONDS, 0.0), a.get(REFERENCE), a,
+        )
+
+    @property
+    def epochs(self) -> int:
+        return len(self.curves.get("val_loss", []))
+
+    @property
+    def has_accuracy(self) -> bool:
+        return "val_accuracy" in self.curves
+
+    @property
+    def quality(self) -> float:
+        """Best validation accuracy, or the final validation loss for a task without accuracy."""
+        return max(self.curves["val_accuracy"]) if self.has_accuracy else self.curves["val_loss"][-1]
+
+
+def quality_label(has_accuracy: bool) -> str:
+    return "best validation accuracy" if has_accuracy else "final validation loss"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What ``confirm`` stores per re-trained trial: the test metric over fresh seeds."""
+
+    metric: str  # "test_accuracy" | "test_loss"
+    values: list[float]
+    seeds: list[int]
+    train_seconds: list[float]
+    epochs: int
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def sd(self) -> float:
+        if len(self.values) < 2:
+            return 0.0
+        m = self.mean
+        return (sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1)) ** 0.5
+
+    def to_attr(self) -> dict[str, Any]:
+        return {"metric": self.metric, "values": self.values, "seeds": self.seeds, "train_seconds": self.train_seconds,
+                "epochs": self.epochs, "mean": self.mean, "sd": self.sd}
+
+    @classmethod
+    def from_attr(cls, record: Mapping[str, Any]) -> Confirmation:
+        if "metric" not in record:  # written by lrpo_study 0.1 (accuracy only)
+            return cls("test_accuracy", record["test_accuracy"], record["seeds"], record["train_seconds"], record["epochs"])
+        return cls(record["metric"], record["values"], record["seeds"], record["train_seconds"], record["epochs"])
+
+
+def confirmations(study_attrs: Mapping[str, Any]) -> dict[int, Confirmation]:
+    """Trial number → its confirmation, from a study's user_attrs."""
+    return {
+        int(key.removeprefix(CONFIRM_PREFIX)): Confirmation.from_attr(value)
+        for key, value in study_attrs.items() if key.startswith(CONFIRM_PREFIX)
+    }

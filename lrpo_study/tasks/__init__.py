@@ -1,0 +1,101 @@
+"""Workloads for the one loop: the ``Task`` type, built-in tasks and ``module:factory`` references.
+
+A study file's ``[task]`` table (or ``run --task NAME --task-option k=v``)
+names a built-in task (``fashion-mnist``) or ``package.module:factory``.
+Every other key is a keyword argument of the factory, which returns a
+``Task``. Naming a module imports it, and so runs its code, exactly as
+``import package.module`` would: only name your own code. Nothing else in a
+study file reaches import, eval, exec or unpickling:
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..errors import UserError
+from ..schedules import Param, validate_params
+from . import fashion_mnist
+from ._task import Task, cross_entropy, data_fingerprint
+
+
+@dataclass(frozen=True)
+class BuiltinTask:
+    """A built-in factory: its options are validated like hyperparameters; it gets the data root and seed."""
+
+    factory: Callable[..., Task]
+    options: dict[str, Param]
+
+
+BUILTIN_TASKS: dict[str, BuiltinTask] = {
+    "fashion-mnist": BuiltinTask(fashion_mnist.make_task, fashion_mnist.OPTIONS),
+}
+DEFAULT_TASK = "fashion-mnist"
+
+__all__ = ["BUILTIN_TASKS", "DEFAULT_TASK", "Task", "cross_entropy", "data_fingerprint", "load_task", "task_options"]
+
+
+def task_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """A built-in task's options with defaults filled (validated); a reference's as given."""
+    if name in BUILTIN_TASKS:
+        try:
+            return validate_params(BUILTIN_TASKS[name].options, dict(options), what=f"task {name!r}")
+        except ValueError as exc:
+            raise UserError(f"task {name!r}: {exc}") from None
+    _split_reference(name)
+    return dict(options)
+
+
+def _split_reference(name: str) -> tuple[str, str]:
+    module, sep, attr = name.partition(":")
+    if not sep or not module or not attr:
+        raise UserError(
+            f"unknown task {name!r}; use a built-in task ({', '.join(BUILTIN_TASKS)}) or 'package.module:factory'"
+        )
+    return module, attr
+
+
+def _import_factory(name: str) -> Callable[..., Any]:
+    module_name, attr = _split_reference(name)
+    # Like uvicorn and gunicorn: the user's own modules resolve from the working directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001  (ImportError, SyntaxError, anything the module raises)
+        raise UserError(f"task {name!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise UserError(f"task {name!r}: {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UserError(f"task {name!r}: {attr!r} is not callable (a {type(target).__name__})")
+    return target  # type: ignore[no-any-return]
+
+
+def load_task(
+    name: str = DEFAULT_TASK, options: Mapping[str, Any] | None = None, *,
+    data_dir: str | os.PathLike[str] | None = None, seed: int = 42,
+) -> Task:
+    """Build the task ``name`` with ``options``; every failure is a one-line ``UserError``.
+
+    Built-in tasks also receive ``data_dir`` and ``seed`` (which carves their
+    split); a ``module:factory`` receives exactly ``options``.
+    """
+    resolved = task_options(name, options or {})
+    if name in BUILTIN_TASKS:
+        return replace(BUILTIN_TASKS[name].factory(data_dir=data_dir, seed=seed, **resolved), options=resolved)
+    factory = _import_factory(name)
+    try:
+        task = factory(**resolved)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (the user's code: report it, never a traceback)
+        raise UserError(f"task {name!r}: the factory raised {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not isinstance(task, Task):
+        raise UserError(f"task {name!r}: the factory returned a {type(task).__name__}, not an lrpo_study.Task")
+    return replace(task, options=resolved)

@@ -1,0 +1,51 @@
+"""A user's own workloads, as a user would write them: seeded synthetic problems with their own models.
+
+Study files name them as ``tests.user_task:classification`` etc. (resolved from the repository root).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lrpo_study import Task
+
+NOT_CALLABLE = 3
+
+
+def _blobs(n: int, features: int, classes: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    centers = torch.randn(classes, features, generator=gen) * 1.5
+    y = torch.randint(0, classes, (n,), generator=gen)
+    return centers[y] + torch.randn(n, features, generator=gen), y
+
+
+def classification(*, n: int = 768, features: int = 8, classes: int = 4, seed: int = 0) -> Task:
+    """Gaussian blobs, a small MLP, cross-entropy and accuracy (the defaults)."""
+    gen = torch.Generator().manual_seed(seed)
+    x, y = _blobs(n + 512, features, classes, gen)
+    train, val, test = (x[:n], y[:n]), (x[n:n + 256], y[n:n + 256]), (x[n + 256:], y[n + 256:])
+    return Task(
+        build_model=lambda: nn.Sequential(nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, classes)),
+        train=train, val=val, test=test, name="blobs",
+    )
+
+
+def regression(*, n: int = 512, features: int = 6) -> Task:
+    """A noisy linear target, a linear model and mean squared error: no accuracy, no test data."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(features, 1, generator=gen)
+    x = torch.randn(n + 128, features, generator=gen)
+    y = x @ w + 0.1 * torch.randn(n + 128, 1, generator=gen)
+    return Task(
+        build_model=lambda: nn.Linear(features, 1), train=(x[:n], y[:n]), val=(x[n:], y[n:]),
+        loss=F.mse_loss, has_accuracy=False, name="linear-regression",
+    )
+
+
+def raises() -> Task:
+    raise RuntimeError("the user's data server is down")
+
+
+def not_a_task() -> dict:
+    return {"train": None}
