@@ -14,7 +14,7 @@ from .config import SAMPLERS
 from .errors import UserError
 from .hyperparameters import METHODS
 
-DEFAULT_STORAGE = "sqlite:///lrpo_study.db"
+DEFAULT_STORAGE = "sqlite:///lrpo_study.db"  # runner.DEFAULT_STORAGE; not imported here, to keep start-up fast
 DEFAULT_STUDY = Path(__file__).with_name("default_study.toml")
 
 
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--cache-dir", help="trajectory cache: shared epoch prefixes are trained once (default: beside a sqlite/journal file; off for servers)")
     opt.add_argument("--no-cache", action="store_true", help="train every epoch of every trial")
     opt.add_argument("--cache-size-mb", type=int, default=2048, help="cache size limit; least recently used entries go first (default %(default)s)")
+    opt.add_argument("--artifact-dir", help="each trial's figure for the dashboard (default: beside a sqlite/journal file; off for servers unless given — use a shared folder)")
     opt.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_data_args(opt)
     opt.set_defaults(handler=cmd_optimize)
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--storage", default=DEFAULT_STORAGE)
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     dash.add_argument("--port", type=int, default=8080)
+    dash.add_argument("--artifact-dir", help="the trials' figures (default: beside a sqlite/journal file, as optimize writes them)")
     dash.set_defaults(handler=cmd_dashboard)
     return parser
 
@@ -210,8 +212,15 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             f"{args.host}:{args.port} can read and change every study in this storage", file=sys.stderr,
         )
     storage = open_storage(args.storage)
+    artifact_dir = args.artifact_dir or _beside(args.storage, ".artifacts")
+    store = None
+    if artifact_dir is not None:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+        store = FileSystemArtifactStore(artifact_dir)
     print(f"optuna-dashboard for {mask_url(args.storage)} on http://{args.host}:{args.port}/", flush=True)
-    run_server(storage, host=args.host, port=args.port)
+    run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0
 
 
@@ -244,6 +253,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir or _beside(args.storage, ".checkpoints"),
         cache_dir=None if args.no_cache else args.cache_dir or _beside(args.storage, ".cache"),
         cache_max_bytes=args.cache_size_mb * 1024**2,
+        artifact_dir=args.artifact_dir or _beside(args.storage, ".artifacts"),
     )
     import optuna
 

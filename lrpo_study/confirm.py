@@ -20,6 +20,7 @@ from . import record
 from .errors import UserError
 from .tasks import load_task
 from .train import resolve_device, train
+from .trial_view import renote
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def confirm_study(
             seconds.append(result.train_seconds)
         confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs)
         study.set_user_attr(f"{record.CONFIRM_PREFIX}{trial.number}", confirmation.to_attr())
+        renote(study, trial, confirmation)
         out.append(Confirmed(study.study_name, r.method, trial.number, r.reference, confirmation))
     return out
 

@@ -74,7 +74,10 @@ def _load_official(root: Path, *, train: bool, download: bool) -> tuple[torch.Te
     try:
         ds = FashionMNIST(root=str(root), train=train, download=download)
     except Exception as exc:  # torchvision raises RuntimeError/ValueError/AssertionError on bad files
-        raise UserError(f"cannot read Fashion-MNIST {part} files under {str(root)!r}: {exc}".splitlines()[0]) from exc
+        hint = (f"; offline? pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, the folder holding FashionMNIST/raw/"
+                if download else "")
+        first = f"{exc}".strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read Fashion-MNIST {part} files under {str(root)!r}: {first}{hint}") from exc
     x, y = ds.data, ds.targets
     expected = 60000 if train else 10000
     if x.shape != (expected, 28, 28) or y.shape != (expected,) or int(y.max()) > 9:

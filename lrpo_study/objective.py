@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import warnings
 from typing import Any
 
 import optuna
@@ -19,6 +20,7 @@ from .pruning import QuantileRule
 from .schedules import SCHEDULES
 from .tasks import Task
 from .train import Diverged, EpochMetrics, curve_names, train
+from .trial_view import publish
 
 # The two settings every Pareto chart should show: method, hyperparameters, tag.
 REFERENCES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -73,13 +75,15 @@ class Objective:
 
     def __init__(
         self, spec: StudySpec, task: Task, device: torch.device, *, checkpoints: CheckpointStore | None = None,
-        cache: TrajectoryCache | None = None,
+        cache: TrajectoryCache | None = None, artifact_dir: str | None = None,
     ) -> None:
         self.spec = spec
         self.task = task
         self.device = device
         self.checkpoints = checkpoints
         self.cache = cache
+        self.artifact_dir = artifact_dir
+        self._publish_failed = False
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = self.spec
@@ -112,9 +116,11 @@ class Objective:
             self._finish(trial, curves, cached, key)
             trial.set_user_attr(record.PRUNED_REASON, f"diverged: {exc.reason}")
             trial.set_user_attr(record.PRUNED_EPOCH, exc.epoch)
+            self._publish(trial, "diverged")
             raise optuna.TrialPruned(str(exc)) from None
         except optuna.TrialPruned:
             self._finish(trial, curves, cached, key)
+            self._publish(trial, "pruned")
             raise
         result.extras.pop(record.CACHED_EPOCHS)  # the hook counted them
         self._finish(trial, result.curves, cached, key)
@@ -123,8 +129,19 @@ class Objective:
         values = tuple(float(getattr(result, name)) for name in spec.objectives)
         if not all(math.isfinite(v) for v in values):
             trial.set_user_attr(record.PRUNED_REASON, f"non-finite objective values {values}")
+            self._publish(trial, "pruned")
             raise optuna.TrialPruned("non-finite objective values")
+        self._publish(trial, "complete")
         return values[0] if len(values) == 1 else values
+
+    def _publish(self, trial: optuna.Trial, outcome: str) -> None:
+        """The dashboard's figure and note; a failure there must not cost the trial its result."""
+        try:
+            publish(trial, outcome=outcome, artifact_dir=self.artifact_dir)
+        except Exception as exc:  # noqa: BLE001  (a full disk, a read-only artifact folder, ...)
+            if not self._publish_failed:
+                warnings.warn(f"could not write trial {trial.number}'s dashboard figure or note: {exc}", stacklevel=2)
+            self._publish_failed = True
 
     def _finish(self, trial: optuna.Trial, curves: dict[str, list[float]], cached: list[int], key: str) -> None:
         trial.set_user_attr(record.CURVES, curves)

@@ -87,46 +87,50 @@ def _hover(t: FrozenTrial) -> str:
     return f"trial {t.number}<br>{hp}"
 
 
-def comparison_figure(methods: list[MethodTrials]) -> go.Figure:
-    """Every study of one task: trials and Pareto fronts against seconds and epochs."""
-    has_accuracy = methods[0].has_accuracy
-    label = record.quality_label(has_accuracy)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"{label} vs training seconds", f"{label} vs epochs"))
+# The two comparison charts: which record value is on x, and how its axis reads.
+AXES = {"train_seconds": ("training seconds (log)", "log"), "epochs": ("epochs", "linear")}
+
+
+def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
+    """Every study of one task: trials and Pareto fronts against ``x_key`` (train_seconds or epochs).
+
+    One chart per figure with the legend below it, so it stays readable in a
+    half-width dashboard card."""
+    label = record.quality_label(methods[0].has_accuracy)
+    x_title, x_type = AXES[x_key]
+    fig = go.Figure()
     for i, m in enumerate(methods):
         color = COLORS[i % len(COLORS)]
-        for col, key in ((1, "train_seconds"), (2, "epochs")):
-            fig.add_trace(go.Scatter(
-                x=[t.user_attrs[key] for t in m.trials], y=[m.quality(t) for t in m.trials],
-                mode="markers", marker={"color": color, "opacity": 0.35, "size": 6}, name=f"{_label(m)} trials",
-                legendgroup=_label(m), showlegend=False, text=[_hover(t) for t in m.trials], hoverinfo="text+x+y",
-            ), row=1, col=col)
-            front = m.pareto()
-            fig.add_trace(go.Scatter(
-                x=[t.user_attrs[key] for t in front], y=[m.quality(t) for t in front],
-                mode="lines+markers", line={"color": color, "shape": "hv"}, name=f"{_label(m)} Pareto front",
-                legendgroup=_label(m), showlegend=col == 1, text=[_hover(t) for t in front], hoverinfo="text+x+y",
-            ), row=1, col=col)
+        fig.add_trace(go.Scatter(
+            x=[t.user_attrs[x_key] for t in m.trials], y=[m.quality(t) for t in m.trials],
+            mode="markers", marker={"color": color, "opacity": 0.35, "size": 6}, name=f"{_label(m)} trials",
+            legendgroup=_label(m), showlegend=False, text=[_hover(t) for t in m.trials], hoverinfo="text+x+y",
+        ))
+        front = m.pareto()
+        fig.add_trace(go.Scatter(
+            x=[t.user_attrs[x_key] for t in front], y=[m.quality(t) for t in front],
+            mode="lines+markers", line={"color": color, "shape": "hv"}, name=f"{_label(m)} Pareto front",
+            legendgroup=_label(m), text=[_hover(t) for t in front], hoverinfo="text+x+y",
+        ))
     baseline = [(m, t) for m in methods for t in m.trials if t.user_attrs.get(record.REFERENCE) == "baseline"]
     if baseline:
         m, t = baseline[0]
-        for col, key in ((1, "train_seconds"), (2, "epochs")):
-            fig.add_trace(go.Scatter(
-                x=[t.user_attrs[key]], y=[m.quality(t)], mode="markers",
-                marker={"symbol": "star", "size": 14, "color": "black"}, name=BASELINE_NAME, showlegend=col == 1,
-            ), row=1, col=col)
+        fig.add_trace(go.Scatter(x=[t.user_attrs[x_key]], y=[m.quality(t)], mode="markers",
+                                 marker={"symbol": "star", "size": 14, "color": "black"}, name=BASELINE_NAME))
     paper_points = PAPER_POINTS if methods[0].task == "fashion-mnist" else {}
     for name, (epochs, acc, seconds) in paper_points.items():
-        symbol = "diamond" if "baseline" in name else "x"
-        for col, x in ((1, seconds), (2, epochs)):
-            fig.add_trace(go.Scatter(
-                x=[x], y=[acc], mode="markers", marker={"symbol": symbol, "size": 12, "color": "grey"},
-                name=name + (" — its own machine's seconds" if col == 1 else ""), showlegend=col == 1,
-                legendgroup=name,
-            ), row=1, col=col)
-    fig.update_xaxes(type="log", title_text="training seconds (log)", row=1, col=1)
-    fig.update_xaxes(title_text="epochs", row=1, col=2)
-    fig.update_yaxes(title_text=label, row=1, col=1)
-    fig.update_layout(title=f"Speed vs quality on {methods[0].task}, every method's study", height=550)
+        fig.add_trace(go.Scatter(
+            x=[seconds if x_key == "train_seconds" else epochs], y=[acc], mode="markers",
+            marker={"symbol": "diamond" if "baseline" in name else "x", "size": 12, "color": "grey"},
+            name=name + (" (its own machine's seconds)" if x_key == "train_seconds" else ""),
+        ))
+    fig.update_xaxes(type=x_type, title_text=x_title)
+    fig.update_yaxes(title_text=label)
+    fig.update_layout(
+        title={"text": f"{methods[0].task}: {label} vs {x_title.split(' (')[0]}", "font": {"size": 14}},
+        height=520, margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0, "font": {"size": 10}},
+    )
     return fig
 
 
@@ -180,14 +184,14 @@ def _table_html(rows: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(methods: list[MethodTrials], output: Path) -> dict[str, go.Figure]:
-    """The HTML page; returns each task's comparison figure."""
-    figures = {task: comparison_figure(group) for task, group in by_task(methods).items()}
+def write_report(methods: list[MethodTrials], output: Path) -> dict[str, list[go.Figure]]:
+    """The HTML page; returns each task's comparison figures."""
+    figures = {task: [comparison_figure(group, x) for x in AXES] for task, group in by_task(methods).items()}
     sections = []
     for i, (task, group) in enumerate(by_task(methods).items()):
         sections += [
             f"<h2>Task {html.escape(task)}</h2>",
-            figures[task].to_html(full_html=False, include_plotlyjs=i == 0),
+            *(fig.to_html(full_html=False, include_plotlyjs=i == 0 and j == 0) for j, fig in enumerate(figures[task])),
             curves_figure(group).to_html(full_html=False, include_plotlyjs=False),
         ]
     page = "\n".join([
@@ -212,7 +216,7 @@ def _tag(reference: str) -> str:
     return f" ({reference})" if reference else ""
 
 
-def save_to_dashboard(methods: list[MethodTrials], figures: dict[str, go.Figure]) -> None:
+def save_to_dashboard(methods: list[MethodTrials], figures: dict[str, list[go.Figure]]) -> None:
     from optuna_dashboard import save_note, save_plotly_graph_object  # noqa: PLC0415
 
     for m in methods:
@@ -223,7 +227,8 @@ def save_to_dashboard(methods: list[MethodTrials], figures: dict[str, go.Figure]
             f"- trial {r['trial']}{_tag(r['reference'])}: {r['test metric']} {r['mean ± sd']} in {r['epochs']} epochs, seeds {r['seeds']}\n"
             for r in confirmed_table([m])
         )
-        save_plotly_graph_object(m.study, figures[m.task], graph_object_id="lrpo_study_comparison")
+        for x_key, figure in zip(AXES, figures[m.task], strict=True):
+            save_plotly_graph_object(m.study, figure, graph_object_id=f"lrpo_study_vs_{x_key}")
         save_note(m.study, (
             f"## {m.study.study_name}: {m.method} on {m.task}\n\n"
             f"- complete trials: {len(m.trials)}, Pareto trials: {len(front)}\n"
@@ -232,6 +237,6 @@ def save_to_dashboard(methods: list[MethodTrials], figures: dict[str, go.Figure]
             f"- cheapest Pareto trial: #{front[0].number}, {m.quality(front[0]):.4f} in "
             f"{front[0].user_attrs[record.TRAIN_SECONDS]:.1f} s\n\n"
             + (f"Confirmed on the test set (`python -m lrpo_study confirm`):\n\n{confirmed}\n" if confirmed else "")
-            + f"The comparison chart below shows every {m.task} study in this storage "
+            + f"The comparison charts below show every {m.task} study in this storage "
             "(`python -m lrpo_study report` writes it as HTML too).\n"
         ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 import time
 import warnings
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import record
 from .cache import TrajectoryCache
-from .checkpoints import CheckpointStore
+from .checkpoints import CheckpointStore, beside_storage
 from .config import StudySpec, check_objectives
 from .errors import UserError
 from .liveness import fail_dead_local_trials
@@ -29,6 +30,7 @@ from .tasks import Task, load_task
 from .train import resolve_device
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+DEFAULT_STORAGE = "sqlite:///lrpo_study.db"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class RunOptions:
     checkpoint_dir: str | None = None
     cache_dir: str | None = None
     cache_max_bytes: int = 2 * 1024**3
+    artifact_dir: str | None = None
 
     def open_storage(self) -> optuna.storages.BaseStorage:
         return open_storage(self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat)
@@ -114,7 +117,7 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int, task
     fail_dead_local_trials(study)
     checkpoints = CheckpointStore(options.checkpoint_dir) if options.checkpoint_dir else None
     cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
-    objective = Objective(spec, task, device, checkpoints=checkpoints, cache=cache)
+    objective = Objective(spec, task, device, checkpoints=checkpoints, cache=cache, artifact_dir=options.artifact_dir)
     study.optimize(objective, n_trials=n_trials, gc_after_trial=False)
 
 
@@ -223,4 +226,23 @@ def run_all(specs: Sequence[StudySpec], options: RunOptions) -> list[optuna.Stud
         print(pareto_table(study))
         print(f"{spec.name}: {time.perf_counter() - start:.1f} s in storage {mask_url(options.storage)}")
         studies.append(study)
+    print(next_steps([s.study_name for s in studies], options))
     return studies
+
+
+def next_steps(names: Sequence[str], options: RunOptions) -> str:
+    """The commands that look at what ``optimize`` made (storage URL shown with its password masked)."""
+    url = mask_url(options.storage)
+    storage = "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"
+    artifacts = "" if options.artifact_dir is None or options.artifact_dir == _beside(options.storage, ".artifacts") else f" --artifact-dir {shlex.quote(options.artifact_dir)}"
+    return "\n".join([
+        "Next:",
+        f"  browse every trial (figures and notes): python -m lrpo_study dashboard{storage}{artifacts}",
+        f"  one HTML page comparing the studies:    python -m lrpo_study report{storage} -o report.html",
+        f"  take a tuned schedule home:             python -m lrpo_study export{storage} --study {shlex.quote(names[-1])} --pareto -o settings.json",
+    ])
+
+
+def _beside(storage: str, suffix: str) -> str | None:
+    path = beside_storage(storage, suffix)
+    return None if path is None else str(path)

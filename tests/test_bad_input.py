@@ -117,6 +117,8 @@ CASES = [
     ("optimizer-unknown", ["run", "--method", "fixed", "--set", "optimizer=adam"], {}, ["optimizer", "'sgd', 'adamw'"]),
     ("optimizer-foreign-key", ["run", "--method", "fixed", "--set", "optimizer=adamw", "--set", "momentum=0.5"], {},
      ["momentum applies to optimizer 'sgd' only"]),
+    ("data-offline", ["run", "--method", "fixed", "ENV:LRPO_DATA_DIR=", "ENV:HOME={tmp}/home"], {},
+     ["Fashion-MNIST", "--data-dir DIR", "LRPO_DATA_DIR=DIR", "FashionMNIST/raw/"]),
     ("settings-version", ["run", "--settings", "{settings}"], {"settings": settings_text(schema_version=7)}, ["schema_version"]),
     ("settings-type", ["run", "--settings", "{settings}"], {"settings": settings_text(hyperparameters=hp(lr="fast"))}, ["lr", "number"]),
     ("settings-range", ["run", "--settings", "{settings}"], {"settings": settings_text(hyperparameters=hp(momentum=1.5))}, ["momentum"]),
