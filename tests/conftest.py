@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +84,42 @@ def write_study(
         f"[pruning]\n{pruning}\n\n[fixed]\n{fixed}\n\n[search]\n{search}\n"
     )
     return path
+
+
+@contextlib.contextmanager
+def dashboard_server(storage_url: str) -> Iterator[str]:
+    """``python -m lrpo_study dashboard`` on a free port, as a real subprocess; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrpo_study", "dashboard", "--storage", storage_url, "--port", str(port)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/api/meta", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"dashboard exited: {proc.stderr.read() if proc.stderr else ''}")
+                time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def chromium() -> Any:
+    """Debian's headless Chromium through selenium (the flags the environment asks for)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
 def free_port() -> int:

@@ -4,9 +4,6 @@ optuna-dashboard's APIs and rendered by the real dashboard in headless Chromium.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -20,7 +17,7 @@ from optuna_dashboard import get_note
 
 from lrpo_study.storage import open_storage
 
-from .conftest import REPO, free_port, run_cli
+from .conftest import chromium, dashboard_server, run_cli
 
 STUDY = """[study]
 name = "views"
@@ -92,23 +89,8 @@ def test_every_finished_trial_has_its_figure_and_note(made: dict[str, str], tmp_
 
 @pytest.fixture(scope="module")
 def dashboard(made: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lrpo_study", "dashboard", "--storage", made["url"], "--port", str(port)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/api/meta", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail("the dashboard exited")
-                time.sleep(0.5)
+    with dashboard_server(made["url"]) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def _study_id(base: str) -> int:
@@ -117,16 +99,10 @@ def _study_id(base: str) -> int:
 
 
 def test_chromium_shows_the_trial_figure_and_note_and_wide_comparison_charts(dashboard: str, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = chromium()
     study_id = _study_id(dashboard)
     try:
         driver.get(f"{dashboard}/dashboard/studies/{study_id}/trials")

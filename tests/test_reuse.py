@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,14 @@ import pytest
 
 from lrpo_study.settings import load_schedule, load_settings
 
-from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
+from .conftest import (
+    REPO,
+    assert_one_line_error,
+    chromium,
+    dashboard_server,
+    run_cli,
+    write_study,
+)
 
 SMALL = "batch_size = 128"
 
@@ -178,25 +184,8 @@ def test_report_has_one_front_per_method_and_the_reference_markers(storage: str,
 
 @pytest.fixture(scope="module")
 def dashboard(storage: str) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrpo_study", "dashboard", "--storage", storage, "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/api/meta", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"dashboard exited: {proc.stderr.read()}")
-                time.sleep(0.5)
+    with dashboard_server(storage) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_dashboard_serves_the_studies_over_http(dashboard: str) -> None:
@@ -209,18 +198,12 @@ def test_dashboard_serves_the_studies_over_http(dashboard: str) -> None:
 
 
 def test_chromium_renders_the_pareto_front(dashboard: str, tmp_path: Path) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     studies = json.load(urllib.request.urlopen(f"{dashboard}/api/studies", timeout=10))["study_summaries"]
     study_id = next(s["study_id"] for s in studies if s["study_name"] == "fixed")
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1400,1000"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = chromium()
     try:
         driver.get(f"{dashboard}/dashboard/studies/{study_id}")
         plot = WebDriverWait(driver, 60).until(lambda d: d.find_element(By.ID, "graph-pareto-front"))
