@@ -5,13 +5,13 @@ Importing this package (and ``lrpo_study.schedules``) needs torch only, not optu
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from .schedules import SCHEDULES, LRSchedule, make_schedule  # noqa: E402
+from .schedules import SCHEDULES, MetricSchedule, Schedule, StepSchedule, make_schedule  # noqa: E402
 from .settings import load_schedule, load_settings, validate_settings  # noqa: E402
 from .tasks import Task, load_task  # noqa: E402
 
 __all__ = [
-    "SCHEDULES", "LRSchedule", "Task", "__version__", "load_schedule", "load_settings", "load_task",
+    "SCHEDULES", "MetricSchedule", "Schedule", "StepSchedule", "Task", "__version__", "load_schedule", "load_settings", "load_task",
     "make_schedule", "validate_settings",
 ]

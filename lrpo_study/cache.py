@@ -71,7 +71,7 @@ def resume_from_cache(
         schedule.load_state_dict(walked)
 
     while len(history) < epochs:
-        lrs = schedule.get_last_lr()
+        lrs = [float(lr) for lr in schedule.get_last_lr()]
         hit = cache.get(trajectory_key(context, [*history, lrs]))
         if hit is None:
             break
@@ -83,7 +83,10 @@ def resume_from_cache(
             restore(hit)
             restored = len(history)
         curves = hit["curves"]
-        own_steps.append(state.epoch_step(curves["train_loss"][-1], curves["val_loss"][-1], sync))
+        with warnings.catch_warnings():
+            # Replaying a step without an optimizer step is the point here, not the mistake torch warns about.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before", category=UserWarning)
+            own_steps.append(state.epoch_step(curves["train_loss"][-1], curves["val_loss"][-1], sync))
     if entry is None:
         return
     hits = len(history)

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--pareto", action="store_true", help="all Pareto trials")
     pick.add_argument("--best", choices=("accuracy", "loss", "seconds"), help="the Pareto trial best at this")
     exp.add_argument("-o", "--output", default="settings.json")
+    exp.add_argument("--for", dest="target", choices=("lrpo_study", "transformers"), default="lrpo_study",
+                     help="lrpo_study: settings for load_schedule (default); transformers: TrainingArguments keyword arguments")
     exp.set_defaults(handler=cmd_export)
 
     rep = sub.add_parser("report", help="one HTML page comparing every method's study in a storage")
@@ -140,8 +142,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
     study = _load_study(args.storage, args.study)
-    n = export(study, args.storage, Path(args.output), trial=args.trial, pareto=args.pareto, best=args.best)
-    print(f"wrote {n} setting{'s' if n != 1 else ''} of study {args.study!r} to {args.output}")
+    n = export(study, args.storage, Path(args.output), trial=args.trial, pareto=args.pareto, best=args.best, target=args.target)
+    what = "TrainingArguments keyword arguments" if args.target == "transformers" else f"setting{'s' if n != 1 else ''}"
+    print(f"wrote {what} of study {args.study!r} to {args.output}")
     return 0
 
 

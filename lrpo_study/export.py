@@ -11,6 +11,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import record
 from .errors import UserError
+from .export_hf import training_arguments
 from .settings import SCHEMA_VERSION, validate_settings
 from .storage import mask_url
 
@@ -71,11 +72,22 @@ def select_trials(study: optuna.Study, *, trial: int | None, pareto: bool, best:
 
 def export(
     study: optuna.Study, storage_url: str, output: Path, *, trial: int | None = None, pareto: bool = False,
-    best: str | None = None,
+    best: str | None = None, target: str = "lrpo_study",
 ) -> int:
     chosen = select_trials(study, trial=trial, pareto=pareto, best=best)
     settings = [trial_settings(study, t, storage_url) for t in chosen]
-    payload = {"schema_version": SCHEMA_VERSION, "trials": settings} if pareto else {"schema_version": SCHEMA_VERSION, **settings[0]}
+    payload: dict[str, Any]
+    if target == "transformers":
+        if pareto and len(settings) > 1:
+            raise UserError("--for transformers writes one trial's arguments: pick it with --trial N or --best")
+        try:
+            payload = training_arguments(settings[0])
+        except ValueError as exc:
+            raise UserError(f"cannot export trial {chosen[0].number} for transformers: {exc}") from None
+    elif pareto:
+        payload = {"schema_version": SCHEMA_VERSION, "trials": settings}
+    else:
+        payload = {"schema_version": SCHEMA_VERSION, **settings[0]}
     try:
         output.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:

@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
-from .schedules import LRSchedule
+from .schedules import Schedule
 
 
 @dataclass
 class LoopState:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
-    schedule: LRSchedule
+    schedule: Schedule
     perm_gen: torch.Generator  # the batch order's generator
     curves: dict[str, list[float]]
     epoch: int = 0  # epochs finished
@@ -52,10 +52,6 @@ class LoopState:
     def epoch_step(self, train_loss: float, val_loss: float, sync: Callable[[], None]) -> float:
         """Step an epoch-interval schedule with the loss it monitors; return the seconds it took."""
         start = time.perf_counter()
-        schedule = self.schedule
-        if not schedule.needs_loss:
-            schedule.step()
-        else:
-            schedule.step(val_loss if schedule.monitor == "val_loss" else train_loss)
+        self.schedule.epoch_end(val_loss=val_loss, train_loss=train_loss)
         sync()
         return time.perf_counter() - start

@@ -12,6 +12,7 @@ naming model and split instead of the task) are read too.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 
 from .hyperparameters import METHODS, expected_keys, resolve
-from .schedules import LRSchedule, make_schedule
+from .schedules import Schedule, make_schedule
 
 SCHEMA_VERSION = 2
 SETTINGS_KEYS = {"method", "hyperparameters", "objectives", "provenance"}
@@ -117,21 +118,26 @@ def load_schedule(
     path_or_settings: str | os.PathLike[str] | Mapping[str, Any], optimizer: torch.optim.Optimizer, *,
     steps_per_epoch: int | None = None, params: Iterable[torch.Tensor] | None = None,
     probe: Callable[[float], float] | None = None, seed: int = 0, **overrides: Any,
-) -> LRSchedule:
-    """The exported schedule, ready for ``optimizer`` (any model, any data).
+) -> Schedule:
+    """The exported schedule, ready for ``optimizer`` (any model, any data, any framework).
 
     Sets each param group's lr to the tuned ``lr`` (groups keep their ratios to
-    the first group). Keyword arguments a method needs beyond the optimizer:
+    the first group). What a method needs beyond the optimizer:
 
-    - cosine, onecycle: ``steps_per_epoch`` (batches per epoch), to span ``epochs``;
-    - curvature: ``params=model.parameters()``; call ``schedule.before_backward(loss)``
-      between forward and backward;
+    - cosine, onecycle: ``steps_per_epoch`` (optimizer steps per epoch), to span ``epochs``;
+    - curvature: ``params=model.parameters()``, and ``schedule.observe(loss)`` called between
+      forward and backward (stepping without it raises);
     - lrpo with ``variant="predicted"``: ``probe=fn(alpha) -> loss after a short probe``.
 
     Any other keyword overrides a hyperparameter (``epochs=30``), validated.
-    Step with ``schedule.step()`` per batch when ``schedule.interval == "step"``,
-    else once per epoch; schedules with ``needs_loss`` take ``step(loss)``
-    (``schedule.monitor`` says which loss).
+    Everything is checked before the optimizer is touched: on any error it is left as it was.
+
+    The result is a ``torch.optim.lr_scheduler`` object. ``schedule.interval`` ("step" or
+    "epoch") says when to step it, ``schedule.monitor`` which value ``step(metrics)`` takes
+    (None, "train_loss" or "val_loss"), ``schedule.epochs`` how long to train. A plain loop
+    calls ``observe(loss)``, ``batch_end()`` and ``epoch_end(val_loss=...)`` and needs no
+    special cases; ``lrpo_study.integrations`` has PyTorch Lightning's and the Hugging Face
+    Trainer's glue.
     """
     settings = (
         validate_settings(dict(path_or_settings)) if isinstance(path_or_settings, Mapping)
@@ -139,10 +145,8 @@ def load_schedule(
     )
     method = settings["method"]
     hp = resolve(method, {**settings["hyperparameters"], **overrides}) if overrides else settings["hyperparameters"]
-    first = optimizer.param_groups[0]["lr"]
-    for group in optimizer.param_groups:
-        group["lr"] = hp["lr"] * (group["lr"] / first if first else 1.0)
-        group.pop("initial_lr", None)
+    if steps_per_epoch is not None and (type(steps_per_epoch) is not int or steps_per_epoch < 1):
+        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch=}")
     total_steps = hp["epochs"] * steps_per_epoch if steps_per_epoch else None
     if method in ("cosine", "onecycle") and total_steps is None:
         raise ValueError(f"{method} needs steps_per_epoch= (batches per epoch) to span its {hp['epochs']} epochs")
@@ -150,4 +154,16 @@ def load_schedule(
         raise ValueError("curvature needs params=model.parameters() to estimate the Hessian trace")
     if method == "lrpo" and hp["variant"] == "predicted" and probe is None:
         raise ValueError("lrpo variant 'predicted' needs probe=fn(alpha) -> loss after a short probe")
-    return make_schedule(method, optimizer, hp, total_steps=total_steps, params=params, probe=probe, seed=seed)
+    before = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    first = optimizer.param_groups[0]["lr"]
+    try:
+        for group in optimizer.param_groups:
+            group["lr"] = hp["lr"] * (group["lr"] / first if first else 1.0)
+            group.pop("initial_lr", None)
+        return make_schedule(method, optimizer, hp, total_steps=total_steps, params=params, probe=probe, seed=seed)
+    except BaseException:
+        for group, old in zip(optimizer.param_groups, before, strict=True):
+            for key in set(group) - set(old) - {"params"}:  # e.g. initial_lr, one-cycle's max_lr
+                del group[key]
+            group.update(old)
+        raise

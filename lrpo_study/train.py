@@ -16,7 +16,7 @@ from .cache import TrajectoryCache, cache_context, resume_from_cache, trajectory
 from .errors import UserError
 from .loop_state import LoopState
 from .optimizers import build_optimizer
-from .schedules import LRSchedule, make_schedule
+from .schedules import Schedule, make_schedule
 from .tasks import Task
 
 CURVES = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
@@ -148,7 +148,7 @@ StepHook = Callable[[int, torch.Tensor], None]
 
 
 def train_epoch(
-    model: torch.nn.Module, task: Task, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+    model: torch.nn.Module, task: Task, optimizer: torch.optim.Optimizer, schedule: Schedule,
     order: torch.Tensor, *, batch_size: int, on_batch: Callable[[torch.Tensor], None],
 ) -> tuple[float, float]:
     """One pass over ``task.train`` in ``order``; returns the mean training loss and the mean lr."""
@@ -160,10 +160,11 @@ def train_epoch(
         idx = order[start:start + batch_size]
         lr_sum += optimizer.param_groups[0]["lr"]
         loss = task.loss_fn(model(x.index_select(0, idx)), y.index_select(0, idx))
-        schedule.before_backward(loss)  # curvature reads the loss graph here
+        schedule.observe(loss)  # the curvature schedule reads the loss graph here
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.batch_end()
         loss_sum += loss.detach() * len(idx)
         on_batch(loss)
     return float(loss_sum) / len(order), lr_sum / math.ceil(len(order) / batch_size)
@@ -215,14 +216,12 @@ def train(
 
     def after_batch(loss: torch.Tensor) -> None:
         state.step += 1
-        if schedule.interval == "step":
-            schedule.step(float(loss) if schedule.needs_loss else None)
         for hook in on_step:
             hook(state.step, loss)
 
     bar = tqdm(total=epochs, initial=state.epoch, desc=method, unit="epoch", disable=not progress, leave=False)
     for epoch in range(state.epoch + 1, epochs + 1):
-        state.lr_history.append(schedule.get_last_lr())
+        state.lr_history.append([float(lr) for lr in schedule.get_last_lr()])
         start = time.perf_counter()
         order = torch.randperm(n, device=device, generator=state.perm_gen)
         train_loss, lr = train_epoch(model, task, optimizer, schedule, order, batch_size=batch_size, on_batch=after_batch)
@@ -241,7 +240,7 @@ def train(
         if cache is not None:
             # Stored before the schedule's epoch step: a trial branching here takes that step itself.
             cache.put(trajectory_key(context, state.lr_history), state.snapshot())
-        if schedule.interval == "epoch" and epoch < epochs:
+        if epoch < epochs:
             state.curves["seconds"][-1] += state.epoch_step(train_loss, val_loss, sync)
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", **({"acc": f"{val_accuracy:.4f}"} if val_accuracy is not None else {}))

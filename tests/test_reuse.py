@@ -58,16 +58,16 @@ for case in cases:
     opt = torch.optim.SGD(model.parameters(), lr=0.123)
     sched = lrpo_study.load_schedule(case["path"], opt, steps_per_epoch=case["steps_per_epoch"])
     lrs = []
-    for epoch, losses in enumerate(case["losses"]):
+    for losses in case["losses"]:  # the README's plain loop, on the trial's recorded epoch losses
         seen = []
         for _ in range(case["steps_per_epoch"]):
             seen.append(opt.param_groups[0]["lr"])
-            opt.zero_grad(); model(torch.randn(4, 5)).sum().backward(); opt.step()
-            if sched.interval == "step":
-                sched.step()
+            loss = model(torch.randn(4, 5)).pow(2).mean()
+            sched.observe(loss)
+            opt.zero_grad(); loss.backward(); opt.step()
+            sched.batch_end()
         lrs.append(sum(seen) / len(seen))
-        if sched.interval == "epoch" and epoch < len(case["losses"]) - 1:
-            sched.step(losses[sched.monitor] if sched.needs_loss else None)
+        sched.epoch_end(val_loss=losses["val_loss"], train_loss=losses["train_loss"])
     out.append(lrs)
 print(json.dumps({"lrs": out, "optuna_imported": "optuna" in sys.modules}))
 """

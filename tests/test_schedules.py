@@ -159,17 +159,33 @@ def test_hutchinson_trace_of_quadratic_within_5_percent() -> None:
     assert torch.tensor(estimates).std() > 0  # really random probes, not the exact trace
 
 
-def test_curvature_sets_lr_from_smoothed_trace() -> None:
+def test_curvature_sets_lr_from_the_trace_of_a_known_hessian() -> None:
+    # For a diagonal Hessian every Rademacher probe gives vᵀHv = tr(H) exactly: here 55 over 10 parameters.
     gen = torch.Generator().manual_seed(1)
     x = torch.nn.Parameter(torch.randn(10, generator=gen))
     opt = torch.optim.SGD([x], lr=0.2)
-    sched = CurvatureLR(opt, params=[x], lam=0.5, estimate_every=1, beta=0.0, clamp=0.25)
+    sched = CurvatureLR(opt, params=[x], lam=0.5, estimate_every=2, beta=0.5, clamp=0.25)
     hessian = torch.diag(torch.arange(1.0, 11.0))
-    sched.before_backward(0.5 * x @ hessian @ x)
-    expected = 0.2 * curvature_factor(sched.trace_ema, lam=0.5, clamp=0.25)
-    assert opt.param_groups[0]["lr"] == pytest.approx(expected)
-    assert 0 < sched.trace_ema  # estimate of tr(H)/n = 5.5 from one probe is positive here
+    lrs = []
+    for step in range(4):
+        sched.observe(0.5 * x @ hessian @ x * (1.0 if step < 2 else 3.0))  # the Hessian triples at step 2
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    first = 0.2 / math.sqrt(1 + 0.5 * 5.5)
+    ema = 0.5 * 5.5 + 0.5 * 16.5  # estimated again at step 2 only (estimate_every=2)
+    assert lrs == pytest.approx([first, first, 0.2 / math.sqrt(1 + 0.5 * ema), 0.2 / math.sqrt(1 + 0.5 * ema)])
+    assert sched.get_last_lr() == pytest.approx([lrs[-1]])
     assert curvature_factor(-100.0, lam=1.0, clamp=0.25) == pytest.approx(2.0)
     assert math.isclose(curvature_factor(0.0, lam=3.0, clamp=0.25), 1.0)
     with pytest.raises(ValueError, match="params"):
         CurvatureLR(opt)
+
+
+def test_curvature_stepped_without_its_loss_graph_raises() -> None:
+    x = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([x], lr=0.1)
+    sched = CurvatureLR(opt, params=[x], estimate_every=1)
+    opt.step()
+    with pytest.raises(RuntimeError, match=r"observe\(loss\)"):
+        sched.step()

@@ -82,9 +82,11 @@ def test_several_param_groups_keep_their_ratio(small_task: Task) -> None:
     for method in METHODS:
         hp = resolve(method, {"epochs": 4})
         sched = make_schedule(method, opt, hp, total_steps=40, params=params, probe=lambda a: 1.0 / a)
-        for _ in range(3):
+        for _ in range(3):  # the plain-loop protocol: no per-method cases
+            sched.observe(sum((p**2).sum() for p in params))
             opt.step()
-            sched.step(0.5) if sched.needs_loss else sched.step()
+            sched.batch_end()
+            sched.epoch_end(val_loss=0.5, train_loss=0.5)
             lrs = sched.get_last_lr()
             assert lrs[0] == pytest.approx(10 * lrs[1]), method
         for g, base in zip(opt.param_groups, (0.1, 0.01), strict=True):

@@ -1,9 +1,11 @@
 """Learning-rate schedules in plain PyTorch: one file each, no Optuna.
 
-Every schedule scales the initial lr of each param group of any optimizer,
-exposes ``interval`` ("step" or "epoch"), ``step(loss=None)``,
-``state_dict()`` and ``load_state_dict()``, and has a pure function beside it
-(``fixed_lr``, ``cosine_lr``, ...) that gives the lr as a function of the step.
+Every schedule is a ``torch.optim.lr_scheduler`` object for any optimizer and
+any number of param groups (``step()``, ``get_last_lr()``, ``state_dict()``;
+``step(metrics)`` for the value-driven ones), documents its ``interval`` and
+``monitor``, and has a pure function beside it (``fixed_lr``, ``cosine_lr``,
+...) that gives the lr as a function of the step. See ``_base`` for the two
+hooks a plain loop calls.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ._base import LRSchedule
+from ._base import Interval, MetricSchedule, Monitor, ScheduleHooks, StepSchedule
 from ._params import Param, validate_params
 from .cosine import CosineLR, cosine_lr
 from .curvature import CurvatureLR, curvature_factor, hutchinson_trace
@@ -22,7 +24,10 @@ from .greedy import GreedyLR
 from .lrpo import LRPO, faithful_alpha, lrpo_lr
 from .onecycle import OneCycleLR, onecycle_lr
 
-SCHEDULES: dict[str, type[LRSchedule]] = {
+# Annotation for any of our schedules: both kinds share ScheduleHooks and torch's protocol.
+Schedule = StepSchedule | MetricSchedule
+
+SCHEDULES: dict[str, type[Schedule]] = {
     "fixed": FixedLR,
     "cosine": CosineLR,
     "onecycle": OneCycleLR,
@@ -32,7 +37,7 @@ SCHEDULES: dict[str, type[LRSchedule]] = {
 }
 
 __all__ = [
-    "SCHEDULES", "LRSchedule", "Param", "make_schedule", "validate_params",
+    "SCHEDULES", "Interval", "MetricSchedule", "Monitor", "Param", "Schedule", "ScheduleHooks", "StepSchedule", "make_schedule", "validate_params",
     "FixedLR", "CosineLR", "OneCycleLR", "LRPO", "GreedyLR", "CurvatureLR",
     "fixed_lr", "cosine_lr", "onecycle_lr", "lrpo_lr", "faithful_alpha",
     "curvature_factor", "hutchinson_trace",
@@ -43,7 +48,7 @@ def make_schedule(
     method: str, optimizer: torch.optim.Optimizer, hyperparameters: Mapping[str, Any], *,
     total_steps: int | None = None, params: Iterable[torch.Tensor] | None = None,
     probe: Callable[[float], float] | None = None, seed: int = 0,
-) -> LRSchedule:
+) -> Schedule:
     """Build ``method``'s schedule from a hyperparameter mapping (extra keys are ignored here,
     so the full training record can be passed; validation happens in ``hyperparameters``).
 
@@ -65,4 +70,6 @@ def make_schedule(
         kwargs.update(params=params, seed=seed)
     if method == "lrpo":
         kwargs.update(probe=probe, seed=seed)
-    return cls(optimizer, **kwargs)
+    schedule = cls(optimizer, **kwargs)
+    schedule.epochs = hyperparameters.get("epochs")
+    return schedule

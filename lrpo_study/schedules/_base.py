@@ -1,46 +1,88 @@
-"""What every schedule shares: the contract the training loop relies on."""
+"""What every schedule shares: torch's scheduler protocol, plus the two hooks a plain loop calls.
+
+Two kinds of schedule, both objects of ``torch.optim.lr_scheduler``:
+
+- ``StepSchedule`` (an ``LRScheduler``): the lr is a function of the step count
+  (``get_lr`` reads ``last_epoch``); ``step()`` takes no value.
+- ``MetricSchedule``: the lr follows a monitored value, taken as ``step(metrics)``
+  like ``ReduceLROnPlateau``. It subclasses ``ReduceLROnPlateau`` for one reason:
+  that is how PyTorch Lightning and the Hugging Face Trainer recognise a
+  value-driven scheduler (they step it with the monitored metric instead of
+  after every batch). It shares none of that class's rule.
+
+Every schedule documents ``interval`` ("step": after every optimizer step,
+"epoch": once per epoch) and ``monitor`` (None, "train_loss" or "val_loss").
+A plain loop needs no special cases: it calls ``observe(loss)`` between
+forward and backward (the curvature schedule reads the loss graph there;
+train-loss monitors record the value), ``batch_end()`` after
+``optimizer.step()``, and ``epoch_end(val_loss=...)`` after evaluating; each
+steps the schedule only when its interval has come, with its monitored value.
+"""
 
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, SupportsFloat
 
 import torch
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from ._params import Param
 
+Interval = Literal["step", "epoch"]
+Monitor = Literal["train_loss", "val_loss"]
 
-class LRSchedule:
-    """Base class: a schedule scales each param group's initial lr.
 
-    The loop calls, for every batch, ``before_backward(loss)`` (only schedules
-    that read the loss graph act on it), and ``step(...)`` once per
-    ``interval`` ("step" = per batch, "epoch" = per epoch). Schedules whose
-    ``needs_loss`` is true take the monitored loss in ``step(loss)``;
-    ``monitor`` says which loss the loop hands over at epoch ends.
-    """
+class ScheduleHooks:
+    """The loop-facing half shared by both kinds (a mixin; the torch class supplies the rest)."""
 
-    interval: ClassVar[Literal["step", "epoch"]] = "epoch"
-    needs_loss: ClassVar[bool] = False
-    monitor: Literal["train_loss", "val_loss"] = "train_loss"
+    interval: Interval = "epoch"
+    monitor: Monitor | None = None
     PARAMS: ClassVar[dict[str, Param]] = {}
     # Whether the lr at epoch e depends on how long the run is planned to be (annealing, phases).
     length_dependent: ClassVar[bool] = False
-    # Live objects the schedule holds but does not own; never part of its state.
-    _NOT_STATE: ClassVar[tuple[str, ...]] = ("optimizer", "probe", "params", "generator", "_torch")
+    # Live objects and per-batch scratch a schedule holds but that are not its state.
+    _NOT_STATE: ClassVar[frozenset[str]] = frozenset(
+        {"optimizer", "probe", "params", "generator", "_loss_sum", "_loss_count"}
+    )
+    # The run length the settings were tuned for; ``load_schedule`` sets it (None when built directly).
+    epochs: int | None = None
+    optimizer: torch.optim.Optimizer
+    _loss_sum: torch.Tensor | None = None
+    _loss_count: int = 0
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-        self.base_lrs: list[float] = [float(g["initial_lr"]) for g in optimizer.param_groups]
-        self.last_step = 0
+    def observe(self, loss: torch.Tensor) -> None:
+        """Call between forward and backward with the batch loss (its graph still alive)."""
+        if self.monitor == "train_loss":
+            detached = loss.detach()
+            self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
+            self._loss_count += 1
 
-    def before_backward(self, loss: torch.Tensor) -> None:
-        """Hook between forward and backward; the loss graph is still alive."""
+    def batch_end(self) -> None:
+        """Call after ``optimizer.step()``: steps a per-step schedule."""
+        if self.interval == "step":
+            self.step()
 
-    def step(self, loss: float | None = None) -> None:
+    def epoch_end(self, *, val_loss: float | None = None, train_loss: float | None = None) -> None:
+        """Call once per epoch after evaluating: steps a per-epoch schedule with its monitored
+        value (``train_loss`` defaults to the mean of the batch losses observed this epoch)."""
+        if self.interval != "epoch":
+            return
+        if self.monitor is None:
+            self.step()
+        else:
+            self.step(val_loss if self.monitor == "val_loss" else train_loss)
+
+    def step(self, metrics: SupportsFloat | None = None) -> None:
         raise NotImplementedError
+
+    def _observed_mean(self) -> float | None:
+        """The mean of the losses observed since the last step (and forget them)."""
+        if self._loss_sum is None:
+            return None
+        mean = float(self._loss_sum) / self._loss_count
+        self._loss_sum, self._loss_count = None, 0
+        return mean
 
     def replay_safe(self, epoch: int) -> bool:
         """Whether the step after ``epoch`` may be replayed from recorded losses alone
@@ -51,50 +93,64 @@ class LRSchedule:
         """What this schedule decided that a run's record should keep (LRPO: its α)."""
         return {}
 
-    def get_last_lr(self) -> list[float]:
-        return [float(g["lr"]) for g in self.optimizer.param_groups]
+    def state_dict(self) -> dict[str, Any]:
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in self._NOT_STATE})
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.__dict__.update({k: v for k, v in state_dict.items() if k not in self._NOT_STATE})
+
+
+class StepSchedule(ScheduleHooks, LRScheduler):
+    """A schedule whose lr is a function of the step count: subclasses implement ``get_lr``."""
+
+    def step(self, metrics: SupportsFloat | None = None) -> None:  # type: ignore[override]
+        if metrics is not None:  # torch would read it as the deprecated ``epoch`` argument
+            raise TypeError(f"{type(self).__name__} is a function of the step: call step() without a value")
+        LRScheduler.step(self)
+
+
+class MetricSchedule(ScheduleHooks, ReduceLROnPlateau):
+    """A schedule driven by a monitored value: ``step(metrics)``.
+
+    ``ReduceLROnPlateau.__init__`` is deliberately not called (its rule and
+    arguments are not ours); this sets what torch's protocol reads:
+    ``optimizer``, ``base_lrs``, ``last_epoch`` and ``_last_lr``.
+    """
+
+    monitor: Monitor | None = "train_loss"
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs = [float(g["initial_lr"]) for g in optimizer.param_groups]
+        self.last_epoch = 0
+        self._set_lrs([float(lr) for lr in self.base_lrs])
+
+    def step(self, metrics: SupportsFloat | None = None, epoch: None = None) -> None:  # type: ignore[override]
+        if epoch is not None:
+            raise TypeError(f"{type(self).__name__}.step takes no epoch; it counts its own steps")
+        value = self._observed_mean() if metrics is None and self.monitor == "train_loss" else metrics
+        if value is None:
+            raise ValueError(
+                f"{type(self).__name__} monitors {self.monitor}: call step({self.monitor}) "
+                f"(or epoch_end({self.monitor}=...))"
+            )
+        self._loss_sum, self._loss_count = None, 0
+        self.last_epoch += 1
+        self._update(float(value))
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _update(self, value: float) -> None:
+        raise NotImplementedError
 
     def _set_lrs(self, lrs: list[float]) -> None:
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
+        self._last_lr = [*lrs]
 
-    def _scale_base(self, factor: float) -> None:
-        self._set_lrs([base * factor for base in self.base_lrs])
-
-    def state_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(
-            {key: value for key, value in self.__dict__.items() if key not in self._NOT_STATE}
-        )
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._apply_current()
-
-    def _apply_current(self) -> None:
-        """Write the lr that the restored state implies into the optimizer."""
-
-
-class TorchWrapped(LRSchedule):
-    """A per-batch schedule that delegates to one of torch's ``lr_scheduler`` classes."""
-
-    interval = "step"
-    length_dependent = True
-
-    def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any, *, total_steps: int) -> None:
-        super().__init__(optimizer)
-        self._torch = scheduler
-        self.total_steps = total_steps
-
-    def step(self, loss: float | None = None) -> None:
-        self.last_step += 1
-        # torch's one-cycle raises past its last step; a user's extra step is a no-op instead.
-        if self.last_step < self.total_steps:
-            self._torch.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"last_step": self.last_step, "torch": self._torch.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.last_step = state["last_step"]
-        self._torch.load_state_dict(state["torch"])
-        self._set_lrs(list(self._torch.get_last_lr()))
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        ScheduleHooks.load_state_dict(self, state_dict)
+        self._set_lrs([float(lr) for lr in self._last_lr])

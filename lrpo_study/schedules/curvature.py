@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, SupportsFloat
 
 import torch
 
-from ._base import LRSchedule
+from ._base import StepSchedule
 from ._params import Param
 
 
@@ -42,7 +42,11 @@ def curvature_factor(trace_per_param: float, *, lam: float, clamp: float) -> flo
     return 1.0 / math.sqrt(max(clamp, 1.0 + lam * trace_per_param))
 
 
-class CurvatureLR(LRSchedule):
+class CurvatureLR(StepSchedule):
+    """Per-step lr η₀·factor; the factor is re-estimated in ``observe(loss)``, the one hook that
+    sees the loss graph. Stepping without observing a loss when an estimate is due raises, rather
+    than silently training at a fixed lr."""
+
     interval = "step"
     PARAMS = {
         "lam": Param(float, 1000.0, "λ, applied to tr(H) / parameter count", low=0.0),
@@ -57,7 +61,6 @@ class CurvatureLR(LRSchedule):
         lam: float = 1000.0, estimate_every: int = 20, beta: float = 0.9, clamp: float = 0.25,
         n_probes: int = 1, seed: int = 0,
     ) -> None:
-        super().__init__(optimizer)
         if params is None:
             raise ValueError("curvature schedule needs params=model.parameters() to estimate tr(H)")
         self.params = [p for p in params if p.requires_grad]
@@ -69,29 +72,42 @@ class CurvatureLR(LRSchedule):
         self.n_probes = n_probes
         self.trace_ema: float | None = None
         self.factor = 1.0
+        self.observed_step = -1  # the last step whose loss graph was observed
         self.generator = torch.Generator().manual_seed(seed)
+        super().__init__(optimizer)
 
-    def before_backward(self, loss: torch.Tensor) -> None:
-        if self.last_step % self.estimate_every:
+    def observe(self, loss: torch.Tensor) -> None:
+        if self.last_epoch % self.estimate_every or self.observed_step == self.last_epoch:
+            self.observed_step = self.last_epoch
             return
+        self.observed_step = self.last_epoch
         trace = hutchinson_trace(loss, self.params, n_probes=self.n_probes, generator=self.generator)
         trace /= self.n_params
         self.trace_ema = trace if self.trace_ema is None else self.beta * self.trace_ema + (1 - self.beta) * trace
         self.factor = curvature_factor(self.trace_ema, lam=self.lam, clamp=self.clamp)
-        self._scale_base(self.factor)
+        # The new lr applies to this batch's optimizer step already.
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = self.get_lr()
 
-    def step(self, loss: float | None = None) -> None:
-        self.last_step += 1
+    def step(self, metrics: SupportsFloat | None = None) -> None:  # type: ignore[override]
+        if not self._is_initial and self.last_epoch % self.estimate_every == 0 and self.observed_step != self.last_epoch:
+            raise RuntimeError(
+                f"CurvatureLR was stepped without a loss at step {self.last_epoch}: call "
+                "schedule.observe(loss) between forward and backward (Lightning/Trainer: add lrpo_study's callback)"
+            )
+        super().step(metrics)
+
+    def get_lr(self) -> list[float | torch.Tensor]:
+        return [float(base) * self.factor for base in self.base_lrs]
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["generator"] = self.generator.get_state()
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        self.generator.set_state(state.pop("generator"))
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        if "generator" in state:
+            self.generator.set_state(state.pop("generator"))
         super().load_state_dict(state)
-
-    def _apply_current(self) -> None:
-        self._scale_base(self.factor)

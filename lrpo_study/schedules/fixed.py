@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ._base import LRSchedule
+import torch
+
+from ._base import StepSchedule
 
 
 def fixed_lr(step: int, *, base_lr: float) -> float:
@@ -10,11 +12,10 @@ def fixed_lr(step: int, *, base_lr: float) -> float:
     return base_lr
 
 
-class FixedLR(LRSchedule):
+class FixedLR(StepSchedule):
+    """Every param group keeps its initial lr. Stepping it per batch or per epoch is the same."""
+
     interval = "epoch"
 
-    def step(self, loss: float | None = None) -> None:
-        self.last_step += 1
-
-    def _apply_current(self) -> None:
-        self._scale_base(1.0)
+    def get_lr(self) -> list[float | torch.Tensor]:
+        return [fixed_lr(self.last_epoch, base_lr=float(base)) for base in self.base_lrs]

@@ -1,18 +1,30 @@
 """GreedyLR: speed up while the loss keeps improving, back off when it stalls.
 
-Rule (the paper, and the scheduler proposed to Hugging Face transformers):
-each ``step(loss)`` compares the (optionally smoothed) loss with the best seen
-so far. Better by more than ``threshold`` → ``num_good += 1, num_bad = 0``;
-otherwise ``num_bad += 1, num_good = 0``. When ``num_good > patience`` the lr
-is divided by ``factor`` (F in (0, 1), so it grows), then ``warmup`` steps pass
-in which good steps are not counted. When ``num_bad > patience`` the lr is
-multiplied by F, then ``cooldown`` steps pass in which bad steps are not
-counted. The lr stays in ``[min_lr, max_lr]``; a change smaller than ``eps`` is
-skipped. ``reset_start > 0`` puts the lr back to its initial value every
-``reset_start`` steps.
+The rule is the authors' implementation as merged into Hugging Face
+transformers (``transformers.optimization.GreedyLR``, PR #44271); for every
+parameter the two share, the lr after every ``step(metrics)`` is the same
+(tests compare them). Each step:
 
-``min_lr`` defaults to 1e-5 here, not the PR's 1e-3, which would pin small
-models' fine-tuning lr far too high.
+1. the value is optionally smoothed (mean of the last ``window`` values);
+2. while a cooldown or warmup counter runs, the step only counts it down and
+   zeroes both counters: no comparison, ``best`` unchanged;
+3. otherwise the value is compared with the best so far (``threshold``,
+   ``threshold_mode``): better → ``num_good += 1, num_bad = 0``; else
+   ``num_bad += 1, num_good = 0``;
+4. ``num_good > patience``: lr = min(lr / F, max_lr), applied only if it rises
+   by more than ``eps``, then ``warmup`` steps of pause;
+   ``num_bad > patience``: lr = max(lr × F, min_lr), applied only if it falls
+   by more than ``eps``, then ``cooldown`` steps of pause;
+5. ``reset_start`` counts decreases made while every group already sits at
+   ``min_lr`` (an increase re-arms the count); when it runs out: a full reset
+   (initial lrs, best, counters, smoothing window).
+
+Documented differences from transformers' defaults and edge cases:
+``min_lr`` defaults to 1e-5 (theirs 1e-3 would pin small models' lr far too
+high); ``reset_start = 0`` means never (theirs resets on the first decrease at
+``min_lr``; ours defaults to 0); the smoothing window is recomputed from its
+values, so one NaN loss leaves it after ``window`` steps instead of poisoning
+a running sum forever; only mode "min" (losses).
 """
 
 from __future__ import annotations
@@ -22,26 +34,25 @@ from typing import Any, Literal
 
 import torch
 
-from ._base import LRSchedule
+from ._base import MetricSchedule
 from ._params import Param
 
 
-class GreedyLR(LRSchedule):
-    needs_loss = True
+class GreedyLR(MetricSchedule):
     PARAMS = {
         "factor": Param(float, 0.95, "F: lr × F on stall, lr / F on improvement", low=0, high=1, low_open=True, high_open=True),
         "patience": Param(int, 10, "steps of improvement/stall before acting", low=0),
         "threshold": Param(float, 1e-6, "minimal improvement that counts", low=0.0),
         "threshold_mode": Param(str, "abs", "abs: loss < best - t; rel: loss < best·(1 - t)", choices=("abs", "rel")),
-        "cooldown": Param(int, 0, "steps after a decrease in which stalls are not counted", low=0),
-        "warmup": Param(int, 0, "steps after an increase in which improvements are not counted", low=0),
+        "cooldown": Param(int, 0, "steps of pause after a decrease", low=0),
+        "warmup": Param(int, 0, "steps of pause after an increase", low=0),
         "min_lr": Param(float, 1e-5, "lower lr bound", low=0.0, low_open=True),
         "max_lr": Param(float, 1.0, "upper lr bound", low=0.0, low_open=True),
         "eps": Param(float, 1e-8, "ignore lr changes smaller than this", low=0.0),
         "smooth": Param(bool, False, "compare the mean of the last `window` losses"),
         "window": Param(int, 50, "smoothing window", low=1),
-        "reset_start": Param(int, 0, "reset lr to its initial value every N steps (0: never)", low=0),
-        "interval": Param(str, "epoch", "step per batch (train loss) or per epoch", choices=("step", "epoch")),
+        "reset_start": Param(int, 0, "full reset after N decreases at min_lr (0: never)", low=0),
+        "interval": Param(str, "epoch", "step per batch (train loss) or per epoch (validation loss)", choices=("step", "epoch")),
     }
 
     def __init__(
@@ -51,11 +62,11 @@ class GreedyLR(LRSchedule):
         smooth: bool = False, window: int = 50, reset_start: int = 0,
         interval: Literal["step", "epoch"] = "epoch",
     ) -> None:
-        super().__init__(optimizer)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor=}")
         if min_lr > max_lr:
             raise ValueError(f"min_lr must be <= max_lr, got {min_lr=} {max_lr=}")
+        super().__init__(optimizer)
         self.factor = factor
         self.patience = patience
         self.threshold = threshold
@@ -68,71 +79,76 @@ class GreedyLR(LRSchedule):
         self.smooth = smooth
         self.window = window
         self.reset_start = reset_start
-        # An instance attribute: the loop reads it to know when to call step().
-        self.interval = interval  # type: ignore[misc]
+        self.interval = interval
         self.monitor = "train_loss" if interval == "step" else "val_loss"
+        self._reset()
+
+    def _reset(self) -> None:
+        self._set_lrs([float(lr) for lr in self.base_lrs])
         self.best = float("inf")
         self.num_good = 0
         self.num_bad = 0
         self.cooldown_counter = 0
         self.warmup_counter = 0
-        self.recent: deque[float] = deque(maxlen=window)
-        self.lrs = list(self.base_lrs)
-        self._set_lrs(self.lrs)
+        self.resets_left = self.reset_start
+        self.recent: deque[float] = deque(maxlen=self.window)
 
-    def _is_better(self, value: float) -> bool:
+    def _improves(self, value: float) -> bool:
         if self.threshold_mode == "rel":
             return value < self.best * (1.0 - self.threshold)
         return value < self.best - self.threshold
 
-    def step(self, loss: float | None = None) -> None:
-        if loss is None:
-            raise ValueError("GreedyLR.step needs the loss: call step(loss)")
-        self.last_step += 1
-        value = float(loss)
+    def _update(self, value: float) -> None:
         if self.smooth:
             self.recent.append(value)
             value = sum(self.recent) / len(self.recent)
-        if self.reset_start and self.last_step % self.reset_start == 0:
-            self.lrs = list(self.base_lrs)
-            self.num_good = self.num_bad = self.cooldown_counter = self.warmup_counter = 0
-        if self._is_better(value):
+        if self.cooldown_counter > 0 or self.warmup_counter > 0:
+            if self.cooldown_counter > 0:
+                self.cooldown_counter -= 1
+            else:
+                self.warmup_counter -= 1
+            self.num_good = self.num_bad = 0
+            return
+        if self._improves(value):
             self.best = value
             self.num_good += 1
             self.num_bad = 0
         else:
             self.num_bad += 1
             self.num_good = 0
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.num_bad = 0
-        if self.warmup_counter > 0:
-            self.warmup_counter -= 1
-            self.num_good = 0
-        if self.num_bad > self.patience:
-            self.lrs = [self._bounded(lr, lr * self.factor) for lr in self.lrs]
-            self.cooldown_counter = self.cooldown
-            self.num_bad = 0
-        elif self.num_good > self.patience:
-            self.lrs = [self._bounded(lr, lr / self.factor) for lr in self.lrs]
+        if self.num_good > self.patience:
+            self._increase()
             self.warmup_counter = self.warmup
             self.num_good = 0
-        self._set_lrs(self.lrs)
+        elif self.num_bad > self.patience:
+            self._decrease()  # may reset fully; the pause starts after it either way, as in transformers
+            self.cooldown_counter = self.cooldown
+            self.num_bad = 0
 
-    def _bounded(self, old: float, new: float) -> float:
-        new = min(max(new, self.min_lr), self.max_lr)
-        return new if abs(old - new) > self.eps else old
+    def _increase(self) -> None:
+        for group in self.optimizer.param_groups:
+            new = min(float(group["lr"]) / self.factor, self.max_lr)
+            if new - float(group["lr"]) > self.eps:
+                group["lr"] = new
+        self.resets_left = self.reset_start
+
+    def _decrease(self) -> None:
+        for group in self.optimizer.param_groups:
+            new = max(float(group["lr"]) * self.factor, self.min_lr)
+            if float(group["lr"]) - new > self.eps:
+                group["lr"] = new
+        if self.reset_start and all(float(g["lr"]) <= self.min_lr for g in self.optimizer.param_groups):
+            self.resets_left -= 1
+            if self.resets_left <= 0:
+                self._reset()
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["recent"] = list(self.recent)
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = dict(state)
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
         recent = state.pop("recent")
         super().load_state_dict(state)
         self.recent = deque(recent, maxlen=self.window)
-
-    def _apply_current(self) -> None:
-        self._set_lrs(self.lrs)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import torch
 
 from .. import predictor
-from ._base import LRSchedule
+from ._base import MetricSchedule
 from ._params import Param
 
 
@@ -42,8 +42,11 @@ def lrpo_lr(
     return finetune_lr
 
 
-class LRPO(LRSchedule):
-    needs_loss = True
+class LRPO(MetricSchedule):
+    """Per epoch, monitoring the epoch's training loss (``step(train_loss)``)."""
+
+    interval = "epoch"
+    monitor = "train_loss"
     length_dependent = True
     PARAMS = {
         "pretrain_epochs": Param(int, 10, "epochs at the base lr before the jump", low=1),
@@ -64,7 +67,6 @@ class LRPO(LRSchedule):
         predictor_hidden: int = 32, probe_candidates: int = 5,
         probe: Callable[[float], float] | None = None, seed: int = 0,
     ) -> None:
-        super().__init__(optimizer)
         if (variant == "manual") != (alpha is not None):
             raise ValueError(f"alpha is set exactly when variant='manual', got {variant=} {alpha=}")
         if alpha is not None and not 0.5 <= alpha <= 2.0:
@@ -87,19 +89,17 @@ class LRPO(LRSchedule):
         self.losses: list[float] = []
         self.predictor_seconds = 0.0
         self.probe_record: dict[str, list[float]] = {}
+        super().__init__(optimizer)
 
     @property
     def total_epochs(self) -> int:
         return self.pretrain_epochs + 1 + self.finetune_epochs
 
-    def step(self, loss: float | None = None) -> None:
-        if loss is None:
-            raise ValueError("LRPO.step needs the epoch's training loss: call step(loss)")
-        self.losses.append(float(loss))
-        self.last_step += 1
-        if self.last_step == self.pretrain_epochs and self.variant != "manual":
+    def _update(self, value: float) -> None:
+        self.losses.append(value)
+        if self.last_epoch == self.pretrain_epochs and self.variant != "manual":
             self.alpha = self._decide_alpha()
-        self._apply_current()
+        self._set_lrs(self._lrs())
 
     def extras(self) -> dict[str, Any]:
         record: dict[str, Any] = {"alpha": self.alpha, "predictor_seconds": self.predictor_seconds}
@@ -122,13 +122,15 @@ class LRPO(LRSchedule):
         self.probe_record = {"alphas": choice.candidates, "losses": choice.observed_losses}
         return choice.alpha
 
-    def _apply_current(self) -> None:
-        base0 = self.base_lrs[0]
-        if self.last_step < self.pretrain_epochs:
-            factor = 1.0
-        elif self.last_step == self.pretrain_epochs:
-            assert self.alpha is not None
-            factor = self.alpha
-        else:
-            factor = self.finetune_lr / base0
-        self._scale_base(factor)
+    def _lrs(self) -> list[float]:
+        """Each group's lr for the epoch after ``last_epoch`` steps (``lrpo_lr``, per group in
+        proportion to its base lr)."""
+        bases = [float(base) for base in self.base_lrs]
+        base0 = bases[0]
+        return [
+            lrpo_lr(
+                self.last_epoch, base_lr=base, alpha=self.alpha if self.alpha is not None else 1.0,
+                pretrain_epochs=self.pretrain_epochs, finetune_lr=base * (self.finetune_lr / base0),
+            )
+            for base in bases
+        ]

@@ -1,4 +1,4 @@
-"""One-cycle policy, per batch (wraps torch's OneCycleLR; the optimizer's lr is the peak)."""
+"""One-cycle policy, per batch: torch's OneCycleLR with the optimizer's lr as the peak."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from ._base import TorchWrapped
+from ._base import StepSchedule
 from ._params import Param
 
 
@@ -25,7 +25,11 @@ def onecycle_lr(
     return end + (start - end) / 2 * (1 + math.cos(math.pi * pct))
 
 
-class OneCycleLR(TorchWrapped):
+class OneCycleLR(StepSchedule, torch.optim.lr_scheduler.OneCycleLR):
+    """torch's ``OneCycleLR`` (cosine annealing) whose peak is each group's lr when built."""
+
+    interval = "step"
+    length_dependent = True
     PARAMS = {
         "pct_start": Param(float, 0.3, "fraction of steps spent warming up", low=0, high=1, low_open=True, high_open=True),
         "div_factor": Param(float, 25.0, "initial lr = peak / div_factor", low=1.0),
@@ -39,11 +43,8 @@ class OneCycleLR(TorchWrapped):
     ) -> None:
         if total_steps < 2:
             raise ValueError(f"total_steps must be >= 2 for one-cycle, got {total_steps=}")
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["initial_lr"] for g in optimizer.param_groups], total_steps=total_steps,
-            pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor,
-            anneal_strategy="cos", cycle_momentum=cycle_momentum,
+        torch.optim.lr_scheduler.OneCycleLR.__init__(
+            self, optimizer, max_lr=[g.get("initial_lr", g["lr"]) for g in optimizer.param_groups],
+            total_steps=total_steps, pct_start=pct_start, div_factor=div_factor,
+            final_div_factor=final_div_factor, anneal_strategy="cos", cycle_momentum=cycle_momentum,
         )
-        super().__init__(optimizer, scheduler, total_steps=total_steps)

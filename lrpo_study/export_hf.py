@@ -1,0 +1,66 @@
+"""Settings → keyword arguments of ``transformers.TrainingArguments``, for the methods that
+transformers implements itself (fixed → constant, cosine → cosine_with_min_lr, GreedyLR per
+epoch → greedy). The others have no transformers counterpart: ``hf_unsupported`` says why, and
+``lrpo_study.integrations.hf.ScheduleCallback`` runs them in a Trainer anyway.
+
+No transformers import here: the arguments are plain JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# transformers' GreedyLR resets on the first decrease at min_lr when reset_start is 0; ours
+# never resets then. Decreases at min_lr are counted one per step, so 2**31 - 1 is never in practice.
+_NEVER = 2**31 - 1
+
+_WHY_NOT = {
+    "onecycle": "transformers has no one-cycle schedule",
+    "lrpo": "transformers has no LRPO schedule",
+    "curvature": "transformers has no curvature-adaptive schedule",
+}
+
+
+def hf_unsupported(settings: dict[str, Any]) -> str | None:
+    """Why ``settings`` cannot be written as TrainingArguments, or None when it can."""
+    method, hp = settings["method"], settings["hyperparameters"]
+    if method in _WHY_NOT:
+        return f"{_WHY_NOT[method]}; run it in a Trainer with lrpo_study.integrations.hf.ScheduleCallback"
+    if method == "greedylr" and hp["interval"] == "step":
+        return ("transformers' Trainer steps GreedyLR after evaluations on an evaluation metric, but this "
+                "trial stepped it after every batch on the training loss; use lrpo_study.integrations.hf.ScheduleCallback")
+    return None
+
+
+def _optimizer_arguments(hp: dict[str, Any]) -> dict[str, Any]:
+    if hp["optimizer"] == "adamw":
+        return {"optim": "adamw_torch", "adam_beta1": hp["beta1"], "adam_beta2": hp["beta2"], "adam_epsilon": hp["adam_eps"]}
+    return {"optim": "sgd", "optim_args": f"momentum={hp['momentum']},nesterov={hp['nesterov']}"}
+
+
+def training_arguments(settings: dict[str, Any]) -> dict[str, Any]:
+    """``TrainingArguments(**training_arguments(settings), output_dir=...)`` trains like the trial
+    (the Trainer applies weight decay to weights only, not to biases and norms)."""
+    reason = hf_unsupported(settings)
+    if reason is not None:
+        raise ValueError(f"{settings['method']}: {reason}")
+    method, hp = settings["method"], settings["hyperparameters"]
+    arguments: dict[str, Any] = {
+        "learning_rate": hp["lr"], "num_train_epochs": hp["epochs"], "per_device_train_batch_size": hp["batch_size"],
+        "weight_decay": hp["weight_decay"], "warmup_steps": 0, **_optimizer_arguments(hp),
+    }
+    if method == "fixed":
+        arguments["lr_scheduler_type"] = "constant"
+    elif method == "cosine":
+        arguments.update(lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr": hp["eta_min"]})
+    else:  # greedylr per epoch, on the validation loss
+        arguments.update(
+            lr_scheduler_type="greedy", eval_strategy="epoch", metric_for_best_model="loss",
+            lr_scheduler_kwargs={
+                "factor": hp["factor"], "patience": hp["patience"], "threshold": hp["threshold"],
+                "threshold_mode": hp["threshold_mode"], "cooldown": hp["cooldown"], "warmup": hp["warmup"],
+                "min_lr": hp["min_lr"], "max_lr": hp["max_lr"], "eps": hp["eps"], "smooth": hp["smooth"],
+                "window_size": hp["window"], "reset_start": hp["reset_start"] or _NEVER,
+            },
+        )
+    return arguments

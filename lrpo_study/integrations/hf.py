@@ -1,0 +1,119 @@
+"""Hugging Face ``Trainer``: our schedules, for every method.
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    schedule = lrpo_study.load_schedule("best.json", optimizer, params=model.parameters(),
+                                        steps_per_epoch=steps_per_epoch)
+    callback = ScheduleCallback(schedule)
+    trainer = Trainer(model=model, args=TrainingArguments(..., num_train_epochs=schedule.epochs,
+                      eval_strategy="epoch"), optimizers=(optimizer, callback.scheduler), callbacks=[callback])
+
+The Trainer steps a scheduler after every optimizer step, except
+``ReduceLROnPlateau``-like ones, which it steps after evaluation with
+``metric_for_best_model``. That is right for the schedules that are a function
+of the step (fixed, cosine, one-cycle, curvature): ``callback.scheduler`` is the
+schedule itself. For value-driven ones (GreedyLR, LRPO), ``callback.scheduler``
+leaves the lr alone and the callback steps the schedule at the right moment
+with the right value: after each step (GreedyLR per step: the training loss),
+at each epoch's end (LRPO: the epoch's mean training loss), after each
+evaluation (GreedyLR per epoch: ``eval_loss``; evaluate once per epoch).
+
+The callback reads the training loss from the model's output (``outputs.loss``,
+as Hugging Face models compute it when given labels), before backward, so the
+curvature schedule sees its graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from ..schedules import CurvatureLR, MetricSchedule, Schedule, ScheduleHooks
+
+__all__ = ["ScheduleCallback"]
+
+
+class _LeavesLrAlone(LRScheduler):
+    """What the Trainer steps after every batch while the callback steps a value-driven schedule."""
+
+    def __init__(self, schedule: MetricSchedule) -> None:
+        self.schedule = schedule
+        super().__init__(schedule.optimizer)
+
+    def get_lr(self) -> list[float | torch.Tensor]:
+        return [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float | torch.Tensor]:
+        return self.get_lr()  # the Trainer logs this after the callback has stepped the schedule
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.schedule.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.schedule.load_state_dict(state_dict)
+
+
+def _loss_of(output: Any) -> torch.Tensor | None:
+    loss = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+    return loss if isinstance(loss, torch.Tensor) else None
+
+
+class ScheduleCallback(TrainerCallback):
+    """Steps ``schedule`` the way it was tuned, inside a ``Trainer``; see the module docstring."""
+
+    def __init__(self, schedule: Schedule) -> None:
+        if not isinstance(schedule, ScheduleHooks):
+            raise TypeError(f"expected a schedule from lrpo_study.load_schedule, got {type(schedule).__name__}")
+        self.schedule = schedule
+        self.scheduler: LRScheduler = _LeavesLrAlone(schedule) if isinstance(schedule, MetricSchedule) else schedule
+        self._drives = isinstance(schedule, MetricSchedule)
+        self._needs_loss = isinstance(schedule, CurvatureLR) or schedule.monitor == "train_loss"
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.schedule.monitor == "val_loss" and str(args.eval_strategy) in ("no", "IntervalStrategy.NO"):
+            raise ValueError(
+                f"{type(self.schedule).__name__} per epoch monitors the validation loss: "
+                "set TrainingArguments(eval_strategy='epoch') and pass an eval_dataset"
+            )
+        model = kwargs.get("model")
+        if self._needs_loss and model is not None:
+            self._handle = model.register_forward_hook(self._observe)
+
+    def _observe(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        if not module.training:
+            return
+        loss = _loss_of(output)
+        if loss is None:
+            raise ValueError(
+                f"{type(self.schedule).__name__} needs the training loss, but the model's output has none: "
+                "give the model labels so that it returns outputs.loss"
+            )
+        self.schedule.observe(loss)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._drives and self.schedule.interval == "step":
+            self.schedule.step()
+
+    def on_epoch_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._drives and self.schedule.interval == "epoch" and self.schedule.monitor == "train_loss":
+            self.schedule.step()
+
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if not (self._drives and self.schedule.monitor == "val_loss"):
+            return
+        metrics = kwargs.get("metrics") or {}
+        if "eval_loss" not in metrics:
+            raise ValueError(f"{type(self.schedule).__name__} monitors eval_loss, but the evaluation gave {sorted(metrics)}")
+        self.schedule.step(metrics["eval_loss"])
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
