@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 import torch
+import transformers.optimization as transformers_optimization
 
 from lrpo_study.schedules import GreedyLR
-
-transformers_optimization = pytest.importorskip("transformers.optimization")  # the [hf] extra; .ci/run installs it
 
 NEVER = 2**31 - 1  # transformers resets on the first decrease at min_lr when reset_start is 0; ours never does
 

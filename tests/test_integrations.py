@@ -10,22 +10,24 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
 
 import lrpo_study
 from lrpo_study.hyperparameters import resolve
-from lrpo_study.settings import SCHEMA_VERSION, PROVENANCE_KEYS
+from lrpo_study.settings import PROVENANCE_KEYS, SCHEMA_VERSION
 
-from .conftest import DATA_DIR
-
-L = pytest.importorskip("lightning")  # the [lightning] extra; .ci/run installs it
-transformers = pytest.importorskip("transformers")  # the [hf] extra
+from .conftest import DATA_DIR, REPO
 
 # Two epochs of each method, chosen so that every schedule moves the lr within them.
 METHODS: dict[str, dict[str, Any]] = {
@@ -214,3 +216,36 @@ def test_hf_trainer_steps_every_method_like_the_plain_loop(case: str, tmp_path: 
         start.eval()
         plain_eval = sum(float(start(**b).loss) for b in val_batches) / len(val_batches)
     assert eval_loss == pytest.approx(plain_eval, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------ README examples
+
+EXAMPLE = re.compile(r"<!-- example: (\w+) -->\n```python\n(.*?)```", re.S)
+
+RUNNER = """
+import runpy, shutil, sys
+for path in sys.argv[2:]:
+    shutil.copy(path, "best.json")
+    runpy.run_path(sys.argv[1], run_name="__main__")
+    print("ran", path, flush=True)
+"""
+
+
+def test_readme_plain_loop_is_short_and_has_no_case_per_method() -> None:
+    code = dict(EXAMPLE.findall((REPO / "README.md").read_text(encoding="utf-8")))["plain"]
+    loop = code[code.index("schedule = "):].strip().splitlines()
+    assert len(loop) <= 10 and not any(re.search(r"\bif\b|interval|monitor", line) for line in loop), loop
+
+
+@pytest.mark.parametrize("name", ["plain", "lightning", "hf"])
+def test_readme_example_runs_with_every_method(name: str, tmp_path: Path) -> None:
+    examples = dict(EXAMPLE.findall((REPO / "README.md").read_text(encoding="utf-8")))
+    assert set(examples) == {"plain", "lightning", "hf"}
+    (tmp_path / "example.py").write_text(examples[name], encoding="utf-8")
+    (tmp_path / "runner.py").write_text(RUNNER, encoding="utf-8")
+    settings = [str(exported(case, tmp_path)) for case in METHODS]
+    proc = subprocess.run(
+        [sys.executable, "runner.py", "example.py", *settings], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ran ") == len(METHODS)

@@ -69,7 +69,7 @@ for case in cases:
         lrs.append(sum(seen) / len(seen))
         sched.epoch_end(val_loss=losses["val_loss"], train_loss=losses["train_loss"])
     out.append(lrs)
-print(json.dumps({"lrs": out, "optuna_imported": "optuna" in sys.modules}))
+print(json.dumps({"lrs": out, "imported": sorted(m for m in ("optuna", "lightning", "transformers") if m in sys.modules)}))
 """
 
 
@@ -94,10 +94,40 @@ def test_exported_schedule_replays_the_trial_lr_curve_without_optuna(storage: st
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "cases.json")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["optuna_imported"] is False
+    assert result["imported"] == []  # lrpo_study needs torch only
     for got, want in zip(result["lrs"], recorded, strict=True):
         assert len(set(want)) > 1  # each schedule really changed the lr during the trial
         assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_export_for_transformers_reproduces_a_greedylr_trial_in_the_trainer(storage: str, tmp_path: Path) -> None:
+    import torch
+    import transformers
+
+    study = optuna.load_study(study_name="greedy", storage=storage)
+    trial = max((t for t in study.trials if t.values), key=lambda t: len(set(t.user_attrs["curves"]["lr"])))
+    out = tmp_path / "hf.json"
+    proc = run_cli("export", "--storage", storage, "--study", "greedy", "--trial", str(trial.number), "--for", "transformers", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    arguments = json.loads(out.read_text())
+    assert arguments["lr_scheduler_type"] == "greedy" and arguments["eval_strategy"] == "epoch"
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[], **arguments)
+    data = [{"x": torch.zeros(3)}]
+    trainer = transformers.Trainer(model=torch.nn.Linear(3, 2), args=args, train_dataset=data, eval_dataset=data)
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    assert isinstance(trainer.lr_scheduler, transformers.optimization.GreedyLR)
+    assert isinstance(trainer.optimizer, torch.optim.SGD) and trainer.optimizer.defaults["momentum"] == trial.user_attrs["hyperparameters"]["momentum"]
+    curves = trial.user_attrs["curves"]
+    lrs = []
+    for val_loss in curves["val_loss"]:  # the Trainer steps GreedyLR after each epoch's evaluation
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.lr_scheduler.step(val_loss)
+    assert len(set(curves["lr"])) > 1
+    assert lrs == pytest.approx(curves["lr"], rel=1e-12)
+    assert_one_line_error(
+        run_cli("export", "--storage", storage, "--study", "lrpo", "--best", "accuracy", "--for", "transformers", "-o", str(out)),
+        "transformers has no LRPO schedule",
+    )
 
 
 def test_export_pareto_and_trial(storage: str, tmp_path: Path) -> None:
@@ -161,6 +191,29 @@ def test_schedules_that_need_more_say_what_is_missing(tmp_path: Path) -> None:
         load_schedule(curv, opt)
     sched = load_schedule(settings, opt, epochs=7)
     assert opt.param_groups[0]["lr"] == 0.1 and sched.interval == "epoch"
+
+
+def test_a_bad_settings_file_leaves_the_optimizer_as_it_was(tmp_path: Path) -> None:
+    import torch
+
+    good = load_settings(_settings(tmp_path))
+    hp = good["hyperparameters"]
+    onecycle = {**good, "method": "onecycle", "hyperparameters": {**hp, "pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "cycle_momentum": True}}
+    cases: list[tuple[object, dict]] = [
+        (_settings(tmp_path, hyperparameters={"lr": 0.1}), {}),  # a file missing keys
+        ({**good, "method": "cosine", "hyperparameters": {**hp, "eta_min": 0.0}}, {}),  # no steps_per_epoch
+        (good, {"epochs": 0}),  # a bad override
+        (good, {"steps_per_epoch": 0}),
+        # Fails inside construction, after the lrs were set: Adagrad has no momentum for one-cycle to cycle.
+        (onecycle, {"steps_per_epoch": 5}),
+    ]
+    for bad, kwargs in cases:
+        params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))]
+        opt = torch.optim.Adagrad([{"params": params[:1], "lr": 0.3}, {"params": params[1:], "lr": 0.03}])
+        before = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        with pytest.raises(ValueError):
+            load_schedule(bad, opt, **kwargs)  # type: ignore[arg-type]
+        assert [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups] == before, (bad, kwargs)
 
 
 def test_report_has_one_front_per_method_and_the_reference_markers(storage: str, tmp_path: Path) -> None:
