@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", default="fashion-mnist", help="a built-in task or package.module:factory (default %(default)s)")
     run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="a task option (repeatable)")
     run.add_argument("--epochs", type=int, help="epochs (default 16; for lrpo split like the paper's 10+1+5)")
-    run.add_argument("--seed", type=int, default=42)
+    run.add_argument("--seed", type=_seed, default=42)
+    run.add_argument("--index", type=int, help="which trial of a --pareto settings file (0-based)")
     for flag, kind, default, choices in (
         ("--model", str, "mlp", ("mlp", "cnn")), ("--split", str, "holdout", ("paper", "holdout")),
         ("--train-size", int, 20000, None), ("--val-size", int, 4000, None),
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--n-trials", type=int, help="total finished trials wanted per study (a resumed study runs only what is missing); default: the file's n_trials")
     opt.add_argument("--workers", type=int, default=1, help="worker processes on the storage (needs journal: or postgresql)")
     opt.add_argument("--sampler", choices=SAMPLERS, help="override the file's sampler")
-    opt.add_argument("--seed", type=int, help="override the file's sampler seed")
+    opt.add_argument("--seed", type=_seed, help="override the file's sampler seed")
     opt.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS", help="RDB heartbeat interval; a trial silent for 3x this is failed and retried (default %(default)s)")
     opt.add_argument("--checkpoint-dir", help="per-epoch checkpoints so retried trials resume (default: beside a sqlite/journal file; off for servers)")
     opt.add_argument("--cache-dir", help="trajectory cache: shared epoch prefixes are trained once (default: beside a sqlite/journal file; off for servers)")
@@ -196,6 +197,23 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_bind(host: str, port: int) -> None:
+    """Refuse an address the server could not bind, before saying it runs there."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host!r} does not resolve: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserError(f"cannot serve on {host}:{port}: {exc.strerror} (try another --port)") from None
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import ipaddress
 
@@ -205,6 +223,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be in 1..65535, got {args.port}")
+    _check_bind(args.host, args.port)
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
@@ -289,6 +308,17 @@ def _beside(storage: str, suffix: str) -> str | None:
     return None if path is None else str(path)
 
 
+def _seed(text: str) -> int:
+    """A seed every library takes (numpy's and Optuna's samplers need [0, 2**32))."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
+    return value
+
+
 def _run_method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     overrides = parse_set(args.set)
     if args.settings is None:
@@ -300,7 +330,7 @@ def _run_method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any
     from .settings import load_settings
 
     try:
-        settings = load_settings(args.settings)
+        settings = load_settings(args.settings, index=args.index)
     except ValueError as exc:
         raise UserError(f"{args.settings}: {exc}") from None
     values = dict(settings["hyperparameters"])
@@ -332,7 +362,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .hyperparameters import resolve
     from .tasks import load_task
-    from .train import EpochMetrics, resolve_device, train
+    from .train import Diverged, EpochMetrics, resolve_device, train
 
     method, values = _run_method_and_values(args)
     if args.epochs is not None:
@@ -352,10 +382,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         accuracy = "-" if m.val_accuracy is None else f"{m.val_accuracy:.4f}"
         tqdm.write(f"{m.epoch:>5} {m.train_loss:>10.4f} {m.val_loss:>9.4f} {accuracy:>8} {m.lr:>9.5f} {m.seconds:>8.3f}")
 
-    result = train(
-        task=task, method=method, hyperparameters=hp, seed=args.seed, device=device,
-        on_epoch=() if args.json else (table_row,), progress=True,
-    )
+    try:
+        result = train(
+            task=task, method=method, hyperparameters=hp, seed=args.seed, device=device,
+            on_epoch=() if args.json else (table_row,), progress=sys.stderr.isatty(),  # no bar in logs
+        )
+    except Diverged as exc:
+        raise UserError(f"{method} {exc} (lr={hp['lr']:g}: try a lower lr)") from None
     if args.json:
         print(json.dumps(result.summary()))
         return 0

@@ -132,6 +132,11 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
     for key in ("n_trials",):
         if key in study and study[key] < 1:
             raise fail(f"study.{key}", f"must be >= 1, got {study[key]}")
+    if not study["name"].strip():
+        raise fail("study.name", "must not be empty")
+    for key in ("seed", "train_seed"):
+        if key in study and not 0 <= study[key] < 2**32:
+            raise fail(f"study.{key}", f"must be in [0, 2**32), got {study[key]}")
     objectives = tuple(study.get("objectives", StudySpec.objectives))
     if not objectives or len(set(objectives)) != len(objectives):
         raise fail("study.objectives", "must be a non-empty list without repeats")
@@ -269,9 +274,17 @@ def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlie
         raise fail(f"{key}.low", f"a log range needs low > 0, got low={low}")
     if log and "step" in entry:
         raise fail(f"{key}.step", "cannot be combined with log = true")
+    step = entry.get("step")
+    if step is not None:
+        if kind == "int" and (not isinstance(step, int) or isinstance(step, bool)):
+            raise fail(f"{key}.step", f"must be an integer for an int parameter, got {step!r}")
+        if not step > 0:
+            raise fail(f"{key}.step", f"must be > 0, got {step!r}")
+        if step > high - low and high > low:
+            raise fail(f"{key}.step", f"must fit the range [{low}, {high}], got {step!r}")
     if param.kind is int and kind != "int":
         raise fail(f"{key}.type", f"{name} is an integer hyperparameter: use type = \"int\"")
-    return SearchParam(name, kind, low=low, high=high, log=log, step=entry.get("step"), when=when)
+    return SearchParam(name, kind, low=low, high=high, log=log, step=step, when=when)
 
 
 def _check_corners(spec: StudySpec, fail: Any) -> None:

@@ -11,7 +11,8 @@ from .schedules import SCHEDULES, Param, validate_params
 METHODS = tuple(SCHEDULES)
 
 TRAIN_PARAMS: dict[str, Param] = {
-    "lr": Param(float, 0.05, "initial (pretrain / peak) learning rate", low=0.0, low_open=True),
+    # Bounded far above any lr that trains, so that no value overflows float32 on the way to the optimizer.
+    "lr": Param(float, 0.05, "initial (pretrain / peak) learning rate", low=0.0, low_open=True, high=1e3),
     "batch_size": Param(int, 1024, "batch size", low=1),
     "epochs": Param(int, 16, "epochs (for lrpo: pretrain + 1 + finetune)", low=1),
     **OPTIMIZER_PARAMS,

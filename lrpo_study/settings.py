@@ -46,6 +46,16 @@ def _upgrade_v1(settings: Any) -> Any:
     return {**settings, "hyperparameters": hp, "provenance": provenance}
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON objects without repeated keys: the last of two values would win silently."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
 def validate_settings(settings: Any, *, where: str = "settings") -> dict[str, Any]:
     """Check one settings object; every problem is a ``ValueError`` naming the key."""
     if not isinstance(settings, dict):
@@ -87,11 +97,15 @@ def validate_settings(settings: Any, *, where: str = "settings") -> dict[str, An
 def load_settings(path: str | os.PathLike[str], *, index: int | None = None) -> dict[str, Any]:
     """Read and validate an exported settings file; ``index`` picks one of a ``--pareto`` file's trials."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=_unique_keys)
     except OSError as exc:
         raise ValueError(f"cannot read settings file {str(path)!r}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"settings file {str(path)!r} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"settings file {str(path)!r} is nested too deeply to be a settings file") from None
+    except ValueError as exc:  # a duplicate key, or an integer too long to read
+        raise ValueError(f"settings file {str(path)!r}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"settings file {str(path)!r} must hold a JSON object")
     version = data.get("schema_version")
@@ -104,7 +118,10 @@ def load_settings(path: str | os.PathLike[str], *, index: int | None = None) -> 
         if set(body) != {"trials"} or not isinstance(trials, list) or not trials:
             raise ValueError("trials must be the only key beside schema_version, a non-empty list")
         if index is None and len(trials) > 1:
-            raise ValueError(f"the file holds {len(trials)} Pareto settings; pass index=0..{len(trials) - 1}")
+            raise ValueError(
+                f"the file holds {len(trials)} Pareto settings; pick one with index=0..{len(trials) - 1} "
+                f"(run: --index N)"
+            )
         i = 0 if index is None else index
         if not 0 <= i < len(trials):
             raise ValueError(f"index must be in [0, {len(trials) - 1}], got {index=}")

@@ -220,35 +220,37 @@ def train(
             hook(state.step, loss)
 
     bar = tqdm(total=epochs, initial=state.epoch, desc=method, unit="epoch", disable=not progress, leave=False)
-    for epoch in range(state.epoch + 1, epochs + 1):
-        state.lr_history.append([float(lr) for lr in schedule.get_last_lr()])
-        start = time.perf_counter()
-        order = torch.randperm(n, device=device, generator=state.perm_gen)
-        train_loss, lr = train_epoch(model, task, optimizer, schedule, order, batch_size=batch_size, on_batch=after_batch)
-        sync()
-        seconds = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            raise Diverged(epoch, f"train loss is {train_loss}")
-        val_loss, val_accuracy = task.evaluate(model, task.val)
-        if not math.isfinite(val_loss):
-            raise Diverged(epoch, f"validation loss is {val_loss}")
-        state.epoch = epoch
-        state.train_seconds.append(seconds)
-        row = {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr, "seconds": seconds}
-        for name, curve in state.curves.items():  # val_accuracy is a curve only for a task with accuracy
-            curve.append(float(row[name]))  # type: ignore[arg-type]
-        if cache is not None:
-            # Stored before the schedule's epoch step: a trial branching here takes that step itself.
-            cache.put(trajectory_key(context, state.lr_history), state.snapshot())
-        if epoch < epochs:
-            state.curves["seconds"][-1] += state.epoch_step(train_loss, val_loss, sync)
-        bar.update(1)
-        bar.set_postfix(loss=f"{train_loss:.4f}", **({"acc": f"{val_accuracy:.4f}"} if val_accuracy is not None else {}))
-        for epoch_hook in on_epoch:
-            epoch_hook(EpochMetrics.at(state.curves, epoch))
-        if on_checkpoint is not None:
-            on_checkpoint(state.snapshot())
-    bar.close()
+    try:  # close the bar before any exception's message reaches the terminal
+        for epoch in range(state.epoch + 1, epochs + 1):
+            state.lr_history.append([float(lr) for lr in schedule.get_last_lr()])
+            start = time.perf_counter()
+            order = torch.randperm(n, device=device, generator=state.perm_gen)
+            train_loss, lr = train_epoch(model, task, optimizer, schedule, order, batch_size=batch_size, on_batch=after_batch)
+            sync()
+            seconds = time.perf_counter() - start
+            if not math.isfinite(train_loss):
+                raise Diverged(epoch, f"train loss is {train_loss}")
+            val_loss, val_accuracy = task.evaluate(model, task.val)
+            if not math.isfinite(val_loss):
+                raise Diverged(epoch, f"validation loss is {val_loss}")
+            state.epoch = epoch
+            state.train_seconds.append(seconds)
+            row = {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr, "seconds": seconds}
+            for name, curve in state.curves.items():  # val_accuracy is a curve only for a task with accuracy
+                curve.append(float(row[name]))  # type: ignore[arg-type]
+            if cache is not None:
+                # Stored before the schedule's epoch step: a trial branching here takes that step itself.
+                cache.put(trajectory_key(context, state.lr_history), state.snapshot())
+            if epoch < epochs:
+                state.curves["seconds"][-1] += state.epoch_step(train_loss, val_loss, sync)
+            bar.update(1)
+            bar.set_postfix(loss=f"{train_loss:.4f}", **({"acc": f"{val_accuracy:.4f}"} if val_accuracy is not None else {}))
+            for epoch_hook in on_epoch:
+                epoch_hook(EpochMetrics.at(state.curves, epoch))
+            if on_checkpoint is not None:
+                on_checkpoint(state.snapshot())
+    finally:
+        bar.close()
     result = TrainResult(
         method, hp, task.name, dict(task.options), sum(p.numel() for p in model.parameters()), seed, str(device),
         state.curves, {"cached_epochs": state.cached_epochs, **schedule.extras()},

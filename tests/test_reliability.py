@@ -99,7 +99,7 @@ def test_ctrl_c_marks_the_trial_failed_and_the_same_command_finishes(tmp_path: P
 def test_divergence_prunes_with_a_reason_and_the_study_goes_on(tmp_path: Path) -> None:
     spec = write_study(
         tmp_path / "s.toml", name="diverge", method="greedylr", n_trials=3, sampler="random",
-        fixed="epochs = 12\nbatch_size = 128\npatience = 0\nfactor = 0.25\nmax_lr = 1e6\nmin_lr = 1e-3",
+        fixed="epochs = 12\nbatch_size = 128\npatience = 0\nfactor = 0.25\nmax_lr = 1e3\nmin_lr = 1e-3",
         search='lr = { type = "float", low = 0.5, high = 2.0 }',
     )
     url = f"sqlite:///{tmp_path / 's.db'}"

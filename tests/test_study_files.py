@@ -27,7 +27,7 @@ def test_shipped_study_files_are_valid(path: Path) -> None:
         (GOOD.replace('n_trials = 1', 'n_trials = 1\ncolour = "red"'), ["study.colour", "unknown key"]),
         (GOOD.replace("n_trials = 1", 'n_trials = "many"'), ["study.n_trials", "int"]),
         (GOOD.replace("low = 0.01, high = 0.1", "low = 0.5, high = 0.1"), ["search.lr", "low must be <= high"]),
-        (GOOD.replace("low = 0.01, high = 0.1 }", "low = 0.0, high = 0.1, log = true }"), ["search.lr", "> 0"]),
+        (GOOD.replace("low = 0.01, high = 0.1 }", "low = 0.0, high = 0.1, log = true }"), ["search.lr", "(0, 1000]"]),
         (GOOD.replace('name = "bad"', 'name = "bad"\nsampler = "bayes"'), ["study.sampler", "bayes"]),
         (GOOD + '\n[pruning]\nrule = "median"\n', ["pruning.rule", "median"]),
         (GOOD.replace('name = "bad"', 'name = "bad"\nobjectives = ["speed"]'), ["study.objectives", "speed"]),

@@ -63,7 +63,10 @@ class Param:
         elif self.kind is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if ok:
-                value = float(value)
+                try:
+                    value = float(value)
+                except OverflowError:
+                    raise ValueError(f"{name} must be finite, got an integer of {len(str(value))} digits") from None
         else:
             ok = isinstance(value, self.kind)
         if not ok:

@@ -19,7 +19,7 @@ def cosine_lr(step: int, *, base_lr: float, total_steps: int, eta_min: float) ->
 class CosineLR(StepSchedule):
     interval = "step"
     length_dependent = True
-    PARAMS = {"eta_min": Param(float, 0.0, "final lr", low=0.0)}
+    PARAMS = {"eta_min": Param(float, 0.0, "final lr", low=0.0, high=1e3)}
 
     def __init__(self, optimizer: torch.optim.Optimizer, *, total_steps: int, eta_min: float = 0.0) -> None:
         if total_steps < 1:

@@ -51,7 +51,7 @@ class LRPO(MetricSchedule):
     PARAMS = {
         "pretrain_epochs": Param(int, 10, "epochs at the base lr before the jump", low=1),
         "finetune_epochs": Param(int, 5, "epochs at finetune_lr after the jump", low=0),
-        "finetune_lr": Param(float, 1e-3, "lr after the jump", low=0.0, low_open=True),
+        "finetune_lr": Param(float, 1e-3, "lr after the jump", low=0.0, low_open=True, high=1e3),
         "variant": Param(str, "faithful", "how α is decided", choices=("faithful", "predicted", "manual")),
         "alpha": Param(float, None, "jump factor (variant='manual' only)", low=0.5, high=2.0, optional=True),
         "alpha_min": Param(float, 0.5, "lowest α the predictor may pick", low=0.5, high=2.0),
