@@ -101,7 +101,7 @@ def resume_from_cache(
 
 class TrajectoryCache:
     def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = 2 * 1024**3) -> None:
-        self.store = CheckpointStore(directory)
+        self.store = CheckpointStore(directory, what="trajectory cache entries")
         self.max_bytes = max_bytes
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -123,10 +123,11 @@ class TrajectoryCache:
     def put(self, key: str, state: dict[str, Any]) -> None:
         if self.store.path(key).exists():
             return
-        self.store.save(key, state)
-        self._evict()
+        if self.store.save(key, state):
+            self._evict()
 
     def _evict(self) -> None:
+        self.store.remove_stale_tmp()
         entries = []
         for path in self.store.directory.glob("*.pt"):
             try:

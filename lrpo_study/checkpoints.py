@@ -6,6 +6,9 @@ the same key as the trial it replaces, and two trials with identical
 settings would train identically anyway. Files are written atomically
 (temporary file + ``os.replace``) and read with ``torch.load(weights_only=True)``;
 an unreadable file is ignored with a warning and the trial starts from zero.
+Checkpoints are an optimisation: when one cannot be written (a full disk, a
+read-only folder) the partial file is removed, one warning is printed, and the
+run goes on without them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -25,23 +30,55 @@ def checkpoint_key(**determining: Any) -> str:
     return hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
+# A temporary file this old belongs to a writer that was killed, not to one still writing.
+STALE_TMP_SECONDS = 600
+
+
 class CheckpointStore:
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], *, what: str = "checkpoints") -> None:
         self.directory = Path(directory)
+        self.what = what
+        self.disabled = False  # set after a write failed: we stop trying, and say so once
 
     def path(self, key: str) -> Path:
         return self.directory / f"{key}.pt"
 
-    def save(self, key: str, state: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
+    def save(self, key: str, state: dict[str, Any]) -> bool:
+        """Write atomically; on a write error drop the partial file, warn once, return False."""
+        if self.disabled:
+            return False
+        tmp: str | None = None
         try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 torch.save(state, f)
             os.replace(tmp, self.path(key))
+            return True
+        except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            self.disabled = True
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"lrpo_study: warning: cannot write {self.what} in {self.directory} ({reason}); going on without them",
+                  file=sys.stderr, flush=True)
+            return False
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise
+
+    def remove_stale_tmp(self) -> int:
+        """Delete temporary files left by killed writers; return how many."""
+        removed = 0
+        for path in self.directory.glob(".*.tmp"):
+            try:
+                if time.time() - path.stat().st_mtime > STALE_TMP_SECONDS:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def load(self, key: str) -> dict[str, Any] | None:
         path = self.path(key)

@@ -410,5 +410,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lrpo_study: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lrpo_study: interrupted", file=sys.stderr)
+        print("\nlrpo_study: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a storage that fails after it was opened: damaged, read-only, full disk
+        message = storage_failure(exc, getattr(args, "storage", None))
+        if message is None:
+            raise
+        print(f"lrpo_study: error: {message}", file=sys.stderr)
+        return 2
+
+
+def storage_failure(exc: BaseException, url: str | None) -> str | None:
+    """One line for an error of the storage (or of the disk under it), None for any other error."""
+    import errno
+
+    import optuna
+    import sqlalchemy.exc
+
+    from .storage import mask_text, mask_url
+
+    def is_storage(e: BaseException) -> bool:
+        disk = isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EDQUOT)
+        return disk or isinstance(e, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError))
+
+    # Optuna can mask a failed storage write behind its own error ("Should not reach"): follow the chain.
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    found = next((e for e in reversed(chain) if is_storage(e)), None)  # the root cause says most
+    if found is None:
+        return None
+    text = (str(found).strip() or type(found).__name__).splitlines()[0]
+    where = f" {mask_url(url)}" if url else ""
+    if url:
+        text = mask_text(text, url)
+    return (f"storage{where} failed: {text} (is the file damaged, read-only or on a full disk? "
+            "the trials already stored are kept)")

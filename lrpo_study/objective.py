@@ -98,6 +98,7 @@ class Objective:
         key = checkpoint_key(
             study=trial.study.study_name, method=spec.method, task=spec.task, task_options=spec.task_options,
             data=self.task.fingerprint, seed=spec.train_seed, hp=hp,
+            threads=torch.get_num_threads(),  # another thread count sums in another order: another trajectory
         )
         store = self.checkpoints
         resume = store.load(key) if store else None

@@ -7,13 +7,15 @@ import shlex
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 import torch
 from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import TerminatedWorkerError
+from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
@@ -53,7 +55,45 @@ class RunOptions:
         return open_storage(self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat)
 
 
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """Each trial is sampled by a fresh sampler seeded with (seed, trial number).
+
+    Trial numbers are unique in a storage, so processes sharing one study draw
+    from different streams instead of proposing the same parameters, and one
+    process on its own stays reproducible. The samplers we use keep no state
+    between trials beyond their RNG (they read the history from the storage).
+    """
+
+    def __init__(self, factory: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._factory, self._seed = factory, seed
+        self._current = factory(seed)
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self._current = self._factory((self._seed * 1_000_003 + trial.number) % 2**32)
+        self._current.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+        return self._current.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
+        return self._current.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str, param_distribution: Any,
+    ) -> Any:
+        return self._current.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: TrialState, values: Sequence[float] | None,
+    ) -> None:
+        self._current.after_trial(study, trial, state, values)
+
+
 def make_sampler(name: str, seed: int, *, parallel: bool) -> optuna.samplers.BaseSampler:
+    return TrialSeededSampler(lambda s: _sampler(name, s, parallel=parallel), seed)
+
+
+def _sampler(name: str, seed: int, *, parallel: bool) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -71,6 +111,26 @@ def make_sampler(name: str, seed: int, *, parallel: bool) -> optuna.samplers.Bas
 
 def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class _OverTotal(Exception):
+    """This trial was created after the study reached its total in another process."""
+
+
+def _within_total(study: optuna.Study, objective: Objective, target: int) -> Callable[[optuna.Trial], Any]:
+    """The objective, run only while the storage holds fewer than ``target`` finished or running
+    trials numbered before this one; then every process stops (``MaxTrialsCallback`` also counts
+    the storage, but only after a trial, so two processes could both start one more)."""
+
+    def guarded(trial: optuna.Trial) -> Any:
+        ahead = [t for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING)) if t.number < trial.number]
+        if len(ahead) >= target:
+            study.stop()
+            trial.set_user_attr(record.PRUNED_REASON, f"not run: the study had reached its total of {target} trials")
+            raise _OverTotal
+        return objective(trial)
+
+    return guarded
 
 
 def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -91,7 +151,40 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
                 study.enqueue_trial(params, user_attrs={"reference": tag}, skip_if_exists=True)
     elif stored["method"] != spec.method:
         raise UserError(f"{spec.path}: study {spec.name!r} already exists for method {stored['method']!r}")
+    else:
+        changed = spec_changes(stored, spec.to_dict())
+        if changed:
+            raise UserError(
+                f"{spec.path}: study {spec.name!r} in this storage was made from a different study file "
+                f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}): its trials would be mixed with "
+                "these; give the study a new [study] name, or use another --storage"
+            )
     return study
+
+
+# What a stored trial's values mean. Changing the sampler, its seed, pruning or n_trials on resume is fine.
+_MEANING = ("method", "task", "objectives", "train_seed", "fixed", "search")
+
+
+def spec_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key: old → new`` for every meaningful difference between a stored spec and the file's."""
+    name, options = record.stored_task(stored)
+    old = {**{k: stored.get(k) for k in _MEANING}, "task": {"name": name, **options}}
+    new = {k: current.get(k) for k in _MEANING}
+    changes: list[str] = []
+
+    def walk(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                walk(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
+        elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                walk(x, y, f"{where}[{i}]")
+        elif a != b and not (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)):
+            changes.append(f"{where}: {a!r} → {b!r}")
+
+    walk(old, new, "")
+    return changes
 
 
 def spec_task(spec: StudySpec, options: RunOptions) -> Task:
@@ -101,14 +194,14 @@ def spec_task(spec: StudySpec, options: RunOptions) -> Task:
     return task
 
 
-def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int, task: Task | None = None) -> None:
+def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task: Task | None = None) -> None:
     """One worker: its own storage connection, task data and seeded sampler."""
     if options.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device = resolve_device(options.device)
     task = (task or spec_task(spec, options)).to(device)
-    seed = (spec.seed if options.seed is None else options.seed) + worker
+    seed = spec.seed if options.seed is None else options.seed
     study = optuna.load_study(
         study_name=spec.name, storage=options.open_storage(),
         sampler=make_sampler(options.sampler or spec.sampler, seed, parallel=options.workers > 1),
@@ -118,7 +211,10 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, worker: int, task
     checkpoints = CheckpointStore(options.checkpoint_dir) if options.checkpoint_dir else None
     cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
     objective = Objective(spec, task, device, checkpoints=checkpoints, cache=cache, artifact_dir=options.artifact_dir)
-    study.optimize(objective, n_trials=n_trials, gc_after_trial=False)
+    study.optimize(
+        _within_total(study, objective, target), n_trials=n_trials, gc_after_trial=False, catch=(_OverTotal,),
+        callbacks=[MaxTrialsCallback(target, states=(*FINISHED, TrialState.RUNNING))],
+    )
 
 
 class _Monitor:
@@ -175,12 +271,14 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
     target = options.n_trials or spec.n_trials
     fail_dead_local_trials(study)
     done = count_finished(study)
-    if done >= target:
-        print(f"{spec.name}: {done} finished trials already (target {target}); nothing to run")
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    if done + running >= target:
+        busy = f" and {running} running elsewhere" if running else ""
+        print(f"{spec.name}: {done} finished trials already{busy} (target {target}); nothing to run")
         return study
     with _Monitor(spec, options.storage, done, target, options.progress):
         if options.workers == 1:
-            _work(spec, options, target - done, 0, task)
+            _work(spec, options, target - done, target, task)
         else:
             _parallel_rounds(spec, options, study, target)
     return study
@@ -188,7 +286,7 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
 
 def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, target: int, rounds: int = 3) -> None:
     """Workers split what is missing; a round cut short by a dead worker is followed by another."""
-    for round_ in range(rounds):
+    for _ in range(rounds):
         missing = target - count_finished(study)
         if missing <= 0:
             return
@@ -196,7 +294,7 @@ def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, 
         shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         try:
             Parallel(n_jobs=workers, backend="loky")(
-                delayed(_work)(spec, options, share, round_ * options.workers + i) for i, share in enumerate(shares)
+                delayed(_work)(spec, options, share, target) for share in shares
             )
         except TerminatedWorkerError:
             tqdm.write(f"{spec.name}: a worker process died; its trial is failed and retried")

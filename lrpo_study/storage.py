@@ -11,12 +11,15 @@ RDB storages get Optuna's heartbeat: a trial whose worker stops beating for
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from .errors import UserError
 
@@ -42,6 +45,37 @@ def is_rdb(url: str) -> bool:
     return url.split(":", 1)[0].split("+", 1)[0].lower() in _RDB_SCHEMES
 
 
+def repair_torn_journal(path: str) -> None:
+    """A journal whose last write was cut short (a full disk, a killed process) ends in a partial
+    line; appending after it would make the whole file unreadable. Under the journal's own lock,
+    move the partial line to ``PATH.torn-N`` (it was never a complete record) and say so."""
+    journal = Path(path)
+    if not journal.is_file():
+        return
+    lock = JournalFileSymlinkLock(path)
+    lock.acquire()
+    try:
+        with journal.open("rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(max(0, size - 1))
+            if f.read(1) == b"\n":
+                return
+            f.seek(0)
+            data = f.read()
+            keep = data.rfind(b"\n") + 1
+            n = 1
+            while Path(f"{path}.torn-{n}").exists():
+                n += 1
+            Path(f"{path}.torn-{n}").write_bytes(data[keep:])
+            f.truncate(keep)
+    finally:
+        lock.release()
+    print(f"lrpo_study: warning: {path} ended in a partial record (an interrupted write); "
+          f"moved its {len(data) - keep} bytes to {path}.torn-{n} and continued", file=sys.stderr, flush=True)
+
+
 def open_storage(url: str, *, heartbeat_interval: int = 20, grace_period: int = 60) -> optuna.storages.BaseStorage:
     """Open (and, for RDB, connect to) the storage; every failure is a one-line ``UserError``."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
@@ -50,6 +84,7 @@ def open_storage(url: str, *, heartbeat_interval: int = 20, grace_period: int = 
             path = url[len("journal:"):]
             if not path:
                 raise UserError("journal storage needs a path: journal:PATH")
+            repair_torn_journal(path)
             return JournalStorage(JournalFileBackend(path))
         if scheme in _RDB_SCHEMES:
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -173,7 +173,7 @@ def train_epoch(
 def train(
     *, task: Task, method: str, hyperparameters: Mapping[str, Any], seed: int = 42,
     device: torch.device | str = "cpu", on_epoch: Sequence[EpochHook] = (), on_step: Sequence[StepHook] = (),
-    progress: bool = False, probe_steps: int = 3, on_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    progress: bool = False, probe_steps: int = 3, on_checkpoint: Callable[[dict[str, Any]], object] | None = None,
     resume: Mapping[str, Any] | None = None, cache: TrajectoryCache | None = None,
 ) -> TrainResult:
     """Train ``task``'s model with ``method``'s schedule; ``hyperparameters`` must be resolved

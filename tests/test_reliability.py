@@ -171,3 +171,40 @@ def test_postgres_soak_four_workers_forty_trials(pg_url: str, tmp_path: Path) ->
         print(f"\nsoak: 40 trials, 4 workers on PostgreSQL: {wall:.1f} s wall, {40 / wall * 60:.1f} trials/min")
     finally:
         optuna.delete_study(study_name=name, storage=pg_url)
+
+
+def test_several_optimize_processes_stop_at_the_study_total_with_their_own_samplers(tmp_path: Path) -> None:
+    """Two terminals running the same command on one storage: 6 trials in all, no parameter set twice."""
+    spec = write_study(tmp_path / "s.toml", name="shared", n_trials=6, sampler="random", fixed="epochs = 2\nbatch_size = 256")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert run_cli("optimize", str(spec), "--storage", url, "--n-trials", "1", "--no-progress").returncode == 0  # create it once
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress"],
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    trials = optuna.load_study(study_name="shared", storage=url).get_trials(states=FINISHED)
+    assert len(trials) == 6
+    params = [t.params["lr"] for t in trials]
+    assert len(set(params)) == len(params)
+
+
+def test_a_changed_study_file_is_refused_on_resume_naming_what_changed(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = write_study(tmp_path / "s.toml", name="edited", n_trials=1, fixed="epochs = 2\nbatch_size = 256")
+    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
+    more = write_study(tmp_path / "s.toml", name="edited", n_trials=2, fixed="epochs = 2\nbatch_size = 256")
+    assert run_cli("optimize", str(more), "--storage", url, "--no-progress").returncode == 0  # a larger total is fine
+    text = spec.read_text()
+    for edited, needles in [
+        (text.replace("train_size = 1024", "train_size = 2048"), ["task.train_size: 1024 → 2048"]),
+        (text.replace('"best_val_accuracy", "train_seconds"', '"final_val_accuracy", "epochs"'), ["objectives[0]", "final_val_accuracy"]),
+        (text.replace("log = true", "log = false"), ["search.lr.log: True → False"]),
+        (text.replace("epochs = 2", "epochs = 3"), ["fixed.epochs: 2 → 3"]),
+    ]:
+        spec.write_text(edited)
+        assert_one_line_error(run_cli("optimize", str(spec), "--storage", url, "--no-progress"), *needles, "new [study] name")
+    assert len(optuna.load_study(study_name="edited", storage=url).trials) == 2

@@ -1,0 +1,87 @@
+"""Faults injected for real: a disk that fills up (the kernel's file-size limit, RLIMIT_FSIZE, makes
+every write past N bytes fail with EFBIG, for any user), a SQLite file damaged mid-file."""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .conftest import REPO, assert_one_line_error, run_cli, write_study
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def run_on_full_disk(max_bytes: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m lrpo_study ARGS`` in a process that cannot write any file past ``max_bytes``."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "lrpo_study", *args], capture_output=True, text=True, timeout=300, cwd=REPO,
+        env=dict(os.environ), stdin=subprocess.DEVNULL, preexec_fn=limit,
+    )
+
+
+def test_a_journal_torn_by_a_full_disk_is_repaired_and_the_study_survives(tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "s.toml", name="torn", n_trials=6, fixed="epochs = 2\nbatch_size = 256")
+    journal = tmp_path / "j.log"
+    url = f"journal:{journal}"
+    full = run_on_full_disk(12_000, "optimize", str(spec), "--storage", url, "--no-progress", "--no-cache")
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert "storage" in full.stderr.strip().splitlines()[-1] and "full disk" in full.stderr
+    assert not journal.read_bytes().endswith(b"\n"), "the fault must have torn the journal's last line"
+    finished_before = len(optuna.load_study(study_name="torn", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal)))).get_trials(states=FINISHED))
+
+    again = run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--no-cache")
+    assert again.returncode == 0, again.stderr
+    assert "partial record" in again.stderr and (tmp_path / "j.log.torn-1").exists()
+    study = optuna.load_study(study_name="torn", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(journal))))
+    assert finished_before >= 1 and len(study.get_trials(states=FINISHED)) == 6  # nothing lost, target reached
+    assert run_cli("export", "--storage", url, "--study", "torn", "--best", "accuracy", "-o", str(tmp_path / "x.json")).returncode == 0
+
+
+def test_a_full_cache_and_checkpoint_folder_costs_a_warning_not_the_run(tmp_path: Path) -> None:
+    # The trials' checkpoints and cache entries (~2 MB each) cannot be written; the SQLite file can.
+    spec = write_study(tmp_path / "s.toml", name="full", n_trials=3, fixed="epochs = 3\nbatch_size = 256")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    proc = run_on_full_disk(1_000_000, "optimize", str(spec), "--storage", url, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "cannot write" in line]
+    assert 1 <= len(warnings) <= 2 and all("going on without them" in w for w in warnings), proc.stderr  # once per store
+    assert len(optuna.load_study(study_name="full", storage=url).get_trials(states=(TrialState.COMPLETE,))) == 3
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_a_sqlite_file_damaged_mid_file_is_one_line_everywhere(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    url = f"sqlite:///{db}"
+    study = optuna.create_study(study_name="damaged", storage=url, directions=["maximize", "minimize"])
+    for i in range(200):
+        study.add_trial(optuna.trial.create_trial(values=[i / 200, i], params={"lr": 0.01 + i / 1e4},
+                                                  distributions={"lr": optuna.distributions.FloatDistribution(0.0, 1.0)},
+                                                  user_attrs={"curves": {"val_loss": [1.0] * 50}}))
+    data = bytearray(db.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 20_000] = os.urandom(20_000)
+    db.write_bytes(bytes(data))
+    spec = write_study(tmp_path / "s.toml", name="damaged", n_trials=3)
+    for args, needles in (
+        (["export", "--storage", url, "--study", "damaged", "--pareto", "-o", str(tmp_path / "x.json")], ["storage", "malformed"]),
+        (["report", "--storage", url, "-o", str(tmp_path / "r.html")], ["storage", "malformed"]),
+        (["confirm", "--storage", url, "--study", "damaged"], []),  # refused before it reads a damaged page
+        (["optimize", str(spec), "--storage", url, "--no-progress"], []),
+    ):
+        assert_one_line_error(run_cli(*args), *needles)
