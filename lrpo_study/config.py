@@ -186,7 +186,7 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
             raise fail(key, "is also in [fixed]; a value is either fixed or searched")
         if not isinstance(entry, dict):
             raise fail(key, "must be a table like { type = \"float\", low = 0.1, high = 1.0 }")
-        search.append(_parse_search(name, entry, params[name], key, {p.name for p in search} | set(fixed), fail))
+        search.append(_parse_search(name, entry, params[name], key, {**{p.name: p for p in search}, **fixed}, fail))
 
     spec = StudySpec(
         path=where, task=task, task_options=options, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
@@ -221,6 +221,16 @@ def _parse_task(table: Any, study: dict[str, Any], fail: Any) -> tuple[str, dict
     return name, options
 
 
+def _check_reachable(cond: str, wanted: Any, source: Any, key: str, fail: Any) -> None:
+    """A ``when`` value the condition's hyperparameter can never take would drop the parameter silently."""
+    if not isinstance(source, SearchParam):
+        if source != wanted:
+            raise fail(key, f"{cond} is fixed at {source!r}, so {cond} = {wanted!r} never holds")
+    elif not source.contains(wanted):
+        where = f"choices {list(source.choices)}" if source.type == "categorical" else f"range [{source.low}, {source.high}]"
+        raise fail(key, f"{cond} = {wanted!r} never holds: it is outside {cond}'s {where}")
+
+
 def check_objectives(spec: StudySpec, *, has_accuracy: bool) -> None:
     """A task without accuracy allows loss, seconds and epoch objectives only."""
     if has_accuracy:
@@ -233,7 +243,8 @@ def check_objectives(spec: StudySpec, *, has_accuracy: bool) -> None:
         )
 
 
-def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlier: set[str], fail: Any) -> SearchParam:
+def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlier: dict[str, Any], fail: Any) -> SearchParam:
+    """``earlier`` maps each fixed hyperparameter to its value and each earlier searched one to its SearchParam."""
     _check_types(entry, _SEARCH_KEYS, key, fail)
     kind = entry.get("type")
     if kind not in ("int", "float", "categorical"):
@@ -242,6 +253,7 @@ def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlie
     for cond in when:
         if cond not in earlier:
             raise fail(f"{key}.when", f"{cond!r} must be a fixed or earlier searched hyperparameter")
+        _check_reachable(cond, when[cond], earlier[cond], f"{key}.when.{cond}", fail)
     if kind == "categorical":
         choices = entry.get("choices")
         if not choices:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .hyperparameters import METHODS, expected_keys, resolve
+from .hyperparameters import METHODS, TRAIN_PARAMS, expected_keys, resolve
 from .schedules import Schedule, make_schedule
 
 SCHEMA_VERSION = 2
@@ -177,7 +177,9 @@ def load_schedule(
         for group in optimizer.param_groups:
             group["lr"] = hp["lr"] * (group["lr"] / first if first else 1.0)
             group.pop("initial_lr", None)
-        return make_schedule(method, optimizer, hp, total_steps=total_steps, params=params, probe=probe, seed=seed)
+        return make_schedule(
+            method, optimizer, hp, total_steps=total_steps, params=params, probe=probe, seed=seed, ignore=TRAIN_PARAMS,
+        )
     except BaseException:
         for group, old in zip(optimizer.param_groups, before, strict=True):
             for key in set(group) - set(old) - {"params"}:  # e.g. initial_lr, one-cycle's max_lr

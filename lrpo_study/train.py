@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .cache import TrajectoryCache, cache_context, resume_from_cache, trajectory_key
 from .errors import UserError
+from .hyperparameters import TRAIN_PARAMS
 from .loop_state import LoopState
 from .optimizers import build_optimizer
 from .schedules import Schedule, make_schedule
@@ -197,7 +198,7 @@ def train(
     probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps, seed=seed)
     schedule = make_schedule(
         method, optimizer, hp, total_steps=epochs * math.ceil(n / batch_size), params=model.parameters(),
-        probe=probe, seed=seed,
+        probe=probe, seed=seed, ignore=TRAIN_PARAMS,
     )
     state = LoopState(model, optimizer, schedule, torch.Generator(device=device).manual_seed(seed),
                       curves={name: [] for name in curve_names(task)})

@@ -147,6 +147,11 @@ CASES = [
      {"study": GOOD_STUDY.replace("[fixed]\nepochs = 2\n", "[fixed]\n") + 'epochs = { type = "int", low = 2, high = 4, step = 0.5 }\n'},
      ["search.epochs.step", "integer"]),
     ("toml-step-negative", ["optimize", "{study}"], {"study": GOOD_STUDY.replace("high = 0.1 }", "high = 0.1, step = -0.01 }")}, ["search.lr.step", "> 0"]),
+    ("toml-when-never-holds", ["optimize", "{study}"],
+     {"study": '[study]\nname = "w"\nmethod = "lrpo"\nn_trials = 1\n\n[fixed]\npretrain_epochs = 1\nfinetune_epochs = 1\n\n[search]\n'
+               'variant = { type = "categorical", choices = ["faithful", "predicted"] }\n'
+               'probe_candidates = { type = "int", low = 3, high = 5, when = { variant = "predcted" } }\n'},
+     ["search.probe_candidates.when.variant", "'predcted'", "never holds"]),
     ("toml-step-zero", ["optimize", "{study}"],
      {"study": GOOD_STUDY.replace("[fixed]\nepochs = 2\n", "[fixed]\n") + 'epochs = { type = "int", low = 2, high = 4, step = 0 }\n'},
      ["search.epochs.step", "> 0"]),

@@ -189,3 +189,28 @@ def test_curvature_stepped_without_its_loss_graph_raises() -> None:
     opt.step()
     with pytest.raises(RuntimeError, match=r"observe\(loss\)"):
         sched.step()
+
+
+def test_make_schedule_refuses_a_key_no_schedule_reads() -> None:
+    from lrpo_study.schedules import make_schedule
+
+    with pytest.raises(ValueError, match="unknown greedylr hyperparameter 'pateince'"):
+        make_schedule("greedylr", sgd(), {"pateince": 3})
+    assert make_schedule("greedylr", sgd(), {"patience": 3, "epochs": 4}).patience == 3
+
+
+def test_load_state_dict_loads_state_not_settings() -> None:
+    source = GreedyLR(sgd(), factor=0.5, patience=0, interval="step")
+    for loss in [1.0, 0.9, 0.8]:
+        source.step(loss)
+    target_opt = sgd()
+    target = GreedyLR(target_opt, factor=0.9, patience=2, interval="epoch")
+    target.load_state_dict(source.state_dict())
+    assert (target.interval, target.monitor, target.factor, target.patience) == ("epoch", "val_loss", 0.9, 2)
+    assert target.best == source.best and target.last_epoch == 3
+    assert target_opt.param_groups[0]["lr"] == pytest.approx(0.1 / 0.5**3)
+    lrpo = LRPO(sgd(0.05), pretrain_epochs=1, finetune_epochs=1)
+    lrpo.step(1.0)
+    resumed = LRPO(sgd(0.05), pretrain_epochs=1, finetune_epochs=1)
+    resumed.load_state_dict(lrpo.state_dict())
+    assert resumed.alpha == lrpo.alpha == 0.8  # α is decided while running: it is state

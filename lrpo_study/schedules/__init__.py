@@ -10,7 +10,7 @@ hooks a plain loop calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -47,10 +47,11 @@ __all__ = [
 def make_schedule(
     method: str, optimizer: torch.optim.Optimizer, hyperparameters: Mapping[str, Any], *,
     total_steps: int | None = None, params: Iterable[torch.Tensor] | None = None,
-    probe: Callable[[float], float] | None = None, seed: int = 0,
+    probe: Callable[[float], float] | None = None, seed: int = 0, ignore: Collection[str] = (),
 ) -> Schedule:
-    """Build ``method``'s schedule from a hyperparameter mapping (extra keys are ignored here,
-    so the full training record can be passed; validation happens in ``hyperparameters``).
+    """Build ``method``'s schedule from a hyperparameter mapping: the schedule's own keys (see its
+    ``PARAMS``) and ``epochs``; any other key is an error unless named in ``ignore`` (the training
+    loop passes its whole record and ignores the training keys).
 
     ``total_steps`` (batches in the whole run) is needed by cosine and onecycle,
     ``params`` (the model's parameters) by curvature, ``probe`` by lrpo's
@@ -59,6 +60,9 @@ def make_schedule(
     if method not in SCHEDULES:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(SCHEDULES)}")
     cls = SCHEDULES[method]
+    unknown = sorted(set(hyperparameters) - set(cls.PARAMS) - set(ignore) - {"epochs"})
+    if unknown:
+        raise ValueError(f"unknown {method} hyperparameter {unknown[0]!r}; allowed: {', '.join(sorted(cls.PARAMS))}")
     kwargs: dict[str, Any] = {k: hyperparameters[k] for k in cls.PARAMS if k in hyperparameters}
     if method in ("cosine", "onecycle"):
         if total_steps is None:

@@ -96,8 +96,14 @@ class ScheduleHooks:
     def state_dict(self) -> dict[str, Any]:
         return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in self._NOT_STATE})
 
+    # Hyperparameters that are decided while running, so they are state (LRPO's α).
+    _STATE_PARAMS: ClassVar[frozenset[str]] = frozenset()
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.__dict__.update({k: v for k, v in state_dict.items() if k not in self._NOT_STATE})
+        """Load what a run changes; this schedule's own settings (its hyperparameters, interval
+        and monitor) stay as built."""
+        settings = (set(type(self).PARAMS) | {"interval", "monitor", "epochs"}) - self._STATE_PARAMS
+        self.__dict__.update({k: v for k, v in state_dict.items() if k not in self._NOT_STATE and k not in settings})
 
 
 class StepSchedule(ScheduleHooks, LRScheduler):

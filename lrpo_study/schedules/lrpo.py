@@ -47,6 +47,7 @@ class LRPO(MetricSchedule):
 
     interval = "epoch"
     monitor = "train_loss"
+    _STATE_PARAMS = frozenset({"alpha"})
     length_dependent = True
     PARAMS = {
         "pretrain_epochs": Param(int, 10, "epochs at the base lr before the jump", low=1),
