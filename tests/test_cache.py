@@ -65,10 +65,14 @@ def test_branching_from_the_cache_equals_training_from_scratch(
 
 
 def test_step_schedules_are_not_cached(small_task: Task, tmp_path: Path) -> None:
-    cache = TrajectoryCache(tmp_path / "cache")
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    cache = TrajectoryCache(folder)
     run("cosine", {"epochs": 2}, small_task, cache)
-    assert not list((tmp_path / "cache").glob("*.pt")) if (tmp_path / "cache").exists() else True
+    assert list(folder.glob("*.pt")) == []  # the lr moves within epochs: nothing to key an entry on
     assert run("cosine", {"epochs": 2}, small_task, cache).extras["cached_epochs"] == 0
+    run("fixed", {"epochs": 2}, small_task, cache)
+    assert len(list(folder.glob("*.pt"))) == 2  # the same cache does store a per-epoch schedule
 
 
 def test_damaged_and_half_written_entries_are_recomputed(small_task: Task, tmp_path: Path) -> None:
@@ -91,15 +95,16 @@ def test_least_recently_used_entries_are_evicted(small_task: Task, tmp_path: Pat
     entry_size = probe.size_bytes()
     cache = TrajectoryCache(tmp_path / "cache", max_bytes=int(entry_size * 3.5))
     run("fixed", {"epochs": 3, "lr": 0.05}, small_task, cache)
-    first_entries = set((tmp_path / "cache").glob("*.pt"))
-    time.sleep(0.05)
-    first = sorted(first_entries, key=lambda p: p.stat().st_mtime)[0]
-    os.utime(first)  # used again recently: it must survive
-    time.sleep(0.05)
+    first_entries = sorted((tmp_path / "cache").glob("*.pt"), key=lambda p: p.stat().st_mtime)
+    now = time.time()
+    for age, path in zip((300, 200, 100), first_entries, strict=True):  # explicit times, not the clock's resolution
+        os.utime(path, (now - age, now - age))
+    first = first_entries[0]
+    os.utime(first, (now - 10, now - 10))  # the oldest, used again recently: it must survive
     run("fixed", {"epochs": 2, "lr": 0.02}, small_task, cache)
     left = set((tmp_path / "cache").glob("*.pt"))
     assert cache.size_bytes() <= cache.max_bytes and len(left) == 3
-    assert first in left and len(first_entries - left) == 2
+    assert first in left and len(set(first_entries) - left) == 2
 
 
 def test_two_workers_share_one_cache(tmp_path: Path) -> None:

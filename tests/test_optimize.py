@@ -69,9 +69,12 @@ def test_sqlite_study_records_everything_and_optuna_cli_reads_it(tmp_path: Path)
     assert "nothing to run" in again.stdout
 
 
-def test_killed_study_resumes_to_its_target(tmp_path: Path) -> None:
-    spec = write_study(tmp_path / "s.toml", name="resume", n_trials=6, fixed="epochs = 30\nbatch_size = 128")
-    url = f"sqlite:///{tmp_path / 'study.db'}"
+def test_a_stalled_worker_s_trial_is_failed_by_the_heartbeat_and_retried(tmp_path: Path, pg_url: str) -> None:
+    """The worker's process is alive (stopped, SIGSTOP) but its heartbeat stopped: our pid check leaves
+    it alone, so only Optuna's heartbeat can fail the trial; its retry must bring the study to its target."""
+    name = f"stalled-{uuid.uuid4().hex[:8]}"
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=5, fixed="epochs = 30\nbatch_size = 128")
+    url = pg_url
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress",
          "--heartbeat", "1", "--device", "cpu"],
@@ -80,21 +83,27 @@ def test_killed_study_resumes_to_its_target(tmp_path: Path) -> None:
     for _ in range(240):  # poll for up to ~2 minutes
         time.sleep(0.5)
         try:
-            study = load("resume", url)
+            study = load(name, url)
         except Exception:  # noqa: BLE001  (not created yet)
             continue
         if study.get_trials(states=FINISHED) and study.get_trials(states=(TrialState.RUNNING,)):
             break
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    study = load("resume", url)
-    assert len(study.get_trials(states=(TrialState.RUNNING,))) == 1
-    time.sleep(3.5)  # let the dead worker's heartbeat go stale (grace = 3 x 1 s)
-    optimize(spec, url, "--heartbeat", "1")
-    study = load("resume", url)
-    assert len(study.get_trials(states=FINISHED)) == 6
-    assert not study.get_trials(states=(TrialState.RUNNING,))
-    assert len(study.get_trials(states=(TrialState.FAIL,))) == 1
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        study = load(name, url)
+        (stalled,) = study.get_trials(states=(TrialState.RUNNING,))
+        optimize(spec, url, "--heartbeat", "1")
+        study = load(name, url)
+        assert len(study.get_trials(states=FINISHED)) == 5
+        assert [t.number for t in study.get_trials(states=(TrialState.FAIL,))] == [stalled.number]
+        assert "retried_from" not in stalled.user_attrs  # not our pid check: the process was alive
+        retried = [t for t in study.get_trials(states=FINISHED)
+                   if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == stalled.number]
+        assert len(retried) == 1 and retried[0].params == stalled.params
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        optuna.delete_study(study_name=name, storage=url)
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgres"])
@@ -109,7 +118,7 @@ def test_two_workers_produce_exactly_the_target(backend: str, tmp_path: Path, re
         assert len(finished) == 6
         numbers = [t.number for t in trials]
         assert len(numbers) == len(set(numbers))
-        assert {t.user_attrs["host"] for t in finished}
+        assert len({t.user_attrs["pid"] for t in finished}) == 2  # both worker processes ran trials
     finally:
         if backend == "postgres":
             optuna.delete_study(study_name=name, storage=url)

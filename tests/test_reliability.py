@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -142,6 +143,8 @@ def test_dashboard_warns_when_bound_beyond_this_machine(tmp_path: Path) -> None:
     optuna.create_study(storage=url, study_name="empty")
     proc = start("dashboard", "--storage", url, "--host", "0.0.0.0", "--port", str(free_port()))
     try:
+        ready, _, _ = select.select([proc.stderr], [], [], 30)  # a silent server fails here, not at the suite's timeout
+        assert ready, "the dashboard printed nothing on stderr within 30 s"
         first = proc.stderr.readline()
     finally:
         proc.kill()
