@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import platform
 import shlex
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -198,6 +201,8 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
     """One worker: its own storage connection, task data and seeded sampler."""
     if options.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
+        # Ctrl-C reaches the whole process group; the parent alone handles it (and stops these workers).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device = resolve_device(options.device)
     task = (task or spec_task(spec, options)).to(device)
@@ -286,6 +291,11 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
 
 def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, target: int, rounds: int = 3) -> None:
     """Workers split what is missing; a round cut short by a dead worker is followed by another."""
+    # Workers stopped by Ctrl-C leave semaphores that multiprocessing's resource tracker (a separate
+    # process, started with our -W options) reports as leaked at exit; the OS frees them with the process.
+    quiet = "ignore:resource_tracker:UserWarning"
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)
     for _ in range(rounds):
         missing = target - count_finished(study)
         if missing <= 0:
@@ -298,7 +308,22 @@ def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, 
             )
         except TerminatedWorkerError:
             tqdm.write(f"{spec.name}: a worker process died; its trial is failed and retried")
+        except KeyboardInterrupt:
+            _fail_when_gone(study)  # joblib stops the workers; their trials must not stay RUNNING
+            raise
         fail_dead_local_trials(study)
+
+
+def _fail_when_gone(study: optuna.Study, wait: float = 10.0) -> None:
+    """Fail this host's RUNNING trials as their worker processes exit (within ``wait`` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        fail_dead_local_trials(study)
+        host = platform.node()
+        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get(record.HOST) == host]
+        if not running or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)
 
 
 def pareto_table(study: optuna.Study) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from . import interrupts
 from .cache import TrajectoryCache, cache_context, resume_from_cache, trajectory_key
 from .errors import UserError
 from .hyperparameters import TRAIN_PARAMS
@@ -216,6 +217,7 @@ def train(
                 epoch_hook(EpochMetrics.at(state.curves, e, from_cache=True))
 
     def after_batch(loss: torch.Tensor) -> None:
+        interrupts.raise_if_requested()
         state.step += 1
         for hook in on_step:
             hook(state.step, loss)

@@ -211,3 +211,58 @@ def test_a_changed_study_file_is_refused_on_resume_naming_what_changed(tmp_path:
         spec.write_text(edited)
         assert_one_line_error(run_cli("optimize", str(spec), "--storage", url, "--no-progress"), *needles, "new [study] name")
     assert len(optuna.load_study(study_name="edited", storage=url).trials) == 2
+
+
+SWALLOWED = r"""
+import os, signal, sys
+from lrpo_study import interrupts
+from lrpo_study.hyperparameters import resolve
+from lrpo_study.train import train
+from tests.user_task import classification
+
+interrupts.install()
+
+class Finalizer:
+    def __del__(self):  # Ctrl-C arriving here is printed as "Exception ignored" and swallowed by Python
+        os.kill(os.getpid(), signal.SIGINT)
+
+Finalizer()
+print("survived the swallowed interrupt", flush=True)
+try:
+    train(task=classification(), method="fixed", hyperparameters=resolve("fixed", {"epochs": 1, "batch_size": 32}))
+except KeyboardInterrupt:
+    print("raised again at the next batch")
+"""
+
+
+def test_a_ctrl_c_swallowed_by_a_finalizer_is_raised_again(tmp_path: Path) -> None:
+    script = tmp_path / "swallowed.py"
+    script.write_text(SWALLOWED)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "Exception ignored" in proc.stderr and "survived the swallowed interrupt" in proc.stdout, proc.stderr
+    assert "raised again at the next batch" in proc.stdout, (proc.stdout, proc.stderr)
+
+
+def test_ctrl_c_while_torch_imports_is_one_line(tmp_path: Path) -> None:
+    proc = start("run", "--method", "fixed", "--epochs", "1")
+    time.sleep(0.6)  # past interpreter start-up, inside the imports of torch and the CLI
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["lrpo_study: interrupted"], err
+
+
+def test_ctrl_c_to_the_process_group_with_two_workers_is_one_line_and_fails_the_trials(tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "s.toml", name="sigint2", n_trials=4, fixed=LONG)
+    url = f"journal:{tmp_path / 's.journal'}"
+    args = ("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu", "--workers", "2")
+    proc = subprocess.Popen([sys.executable, "-m", "lrpo_study", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy(), start_new_session=True)
+    wait_for_running("sigint2", url, older_than=0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the parent and its workers
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    study = optuna.load_study(study_name="sigint2", storage=open_storage(url))
+    assert not study.get_trials(states=(TrialState.RUNNING,)) and study.get_trials(states=(TrialState.FAIL,))
