@@ -40,10 +40,8 @@ def chosen_trials(study: optuna.Study, top: int | None) -> list[FrozenTrial]:
             return -r.quality if r.has_accuracy else r.quality
 
         picked = sorted(complete, key=best_first)[:top]
-    elif len(study.directions) > 1:
-        picked = [t for t in study.best_trials if record.is_ours(t)]
     else:
-        picked = [study.best_trial] if record.is_ours(study.best_trial) else []
+        picked = record.our_best_trials(study)[: None if len(study.directions) > 1 else 1]
     picked += [t for t in complete if t.user_attrs.get(record.REFERENCE) and t not in picked]
     return sorted(picked, key=lambda t: t.number)
 

@@ -52,14 +52,14 @@ def select_trials(study: optuna.Study, *, trial: int | None, pareto: bool, best:
         others = f" ({len(every)} complete trials not made by lrpo_study)" if every else ""
         raise UserError(f"study {study.study_name!r} has no complete lrpo_study trials to export{others}")
     if pareto:
-        return sorted((t for t in study.best_trials if record.is_ours(t)), key=lambda t: t.number)
+        return record.our_best_trials(study)
     names = study.metric_names or []
     if best is None:
         if len(study.directions) > 1:
             raise UserError("a multi-objective study needs --trial N, --pareto or --best accuracy|loss|seconds")
-        return [study.best_trial]
+        return record.our_best_trials(study)[:1]
     wanted, pick = BEST[best]
-    source = [t for t in study.best_trials if record.is_ours(t)] if len(study.directions) > 1 else complete
+    source = record.our_best_trials(study) if len(study.directions) > 1 else complete
     if wanted in names:
         i = names.index(wanted)
         values = [(t.values[i], t) for t in source]

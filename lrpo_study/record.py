@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from optuna.trial import FrozenTrial
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 # Study user_attrs
 SPEC = "lrpo_study_spec"
@@ -55,6 +56,19 @@ def stored_task(spec: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 def is_ours(trial: FrozenTrial) -> bool:
     """Whether lrpo_study trained this trial (another tool may share the storage)."""
     return METHOD in trial.user_attrs and HYPERPARAMETERS in trial.user_attrs
+
+
+def our_best_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The Pareto front (or the best trial) among the complete trials lrpo_study made: a trial added
+    by another tool must neither appear in it nor hide ours by dominating them."""
+    signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
+    ours = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_ours(t)]
+    scored = [(t, [s * v for s, v in zip(signs, t.values, strict=True)]) for t in ours]
+
+    def dominated(a: list[float]) -> bool:
+        return any(all(x >= y for x, y in zip(b, a, strict=True)) and b != a for _, b in scored)
+
+    return sorted((t for t, v in scored if not dominated(v)), key=lambda t: t.number)
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,6 @@ def _within_total(study: optuna.Study, objective: Objective, target: int) -> Cal
 
 def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
     """Create the study (or load it, checking it is the same kind) and enqueue reference trials once."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         study_name=spec.name, storage=storage, directions=spec.directions, load_if_exists=True,
     )
@@ -146,7 +145,9 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
         raise UserError(f"{spec.path}: study {spec.name!r} already exists with other objectives; rename it")
     stored = study.user_attrs.get(record.SPEC)
     if stored is None:
-        study.set_metric_names(list(spec.objectives))
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard needs the names
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.objectives))
         study.set_user_attr(record.SPEC, spec.to_dict())
         for tag in REFERENCES:
             params = reference_params(spec, tag)

@@ -87,12 +87,13 @@ def open_storage(url: str, *, heartbeat_interval: int = 20, grace_period: int = 
             repair_torn_journal(path)
             return JournalStorage(JournalFileBackend(path))
         if scheme in _RDB_SCHEMES:
-            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-            )
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5; we rely on it knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
     except UserError:
         raise
     except Exception as exc:  # sqlalchemy / driver / OS errors: a bad URL, host, password or path

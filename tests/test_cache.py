@@ -144,3 +144,15 @@ def test_pruned_trials_record_the_epochs_they_took_from_the_cache(small_task: Ta
     assert computed.user_attrs["cached_epochs"] == 0
     assert replayed.user_attrs["cached_epochs"] == 2  # both epochs it saw came from the first trial's work
     assert replayed.user_attrs["curves"]["val_accuracy"] == computed.user_attrs["curves"]["val_accuracy"]
+
+
+def test_files_left_by_killed_writers_are_removed(small_task: Task, tmp_path: Path) -> None:
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    stale, fresh = folder / ".dead.1.tmp", folder / ".busy.2.tmp"
+    stale.write_bytes(b"")  # a 0-byte file of a worker killed long ago
+    fresh.write_bytes(b"")  # one being written right now by another worker
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    run("fixed", {"epochs": 1}, small_task, TrajectoryCache(folder))
+    assert not stale.exists() and fresh.exists()

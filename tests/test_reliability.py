@@ -266,3 +266,24 @@ def test_ctrl_c_to_the_process_group_with_two_workers_is_one_line_and_fails_the_
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     study = optuna.load_study(study_name="sigint2", storage=open_storage(url))
     assert not study.get_trials(states=(TrialState.RUNNING,)) and study.get_trials(states=(TrialState.FAIL,))
+
+
+def test_studies_and_trials_not_made_by_lrpo_study_are_skipped(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = write_study(tmp_path / "s.toml", name="ours", n_trials=2, fixed="epochs = 2\nbatch_size = 256")
+    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
+    ours = optuna.load_study(study_name="ours", storage=url)
+    ours.add_trial(optuna.trial.create_trial(values=[0.99, 0.01]))  # the best trial, made by another tool
+    plain = optuna.create_study(study_name="plain", storage=url, directions=["maximize", "minimize"])
+    plain.add_trial(optuna.trial.create_trial(values=[0.5, 1.0]))
+    out = tmp_path / "p.json"
+    proc = run_cli("export", "--storage", url, "--study", "ours", "--pareto", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    exported = json.loads(out.read_text())["trials"]
+    assert exported and all(t["method"] == "fixed" for t in exported)  # our front, not hidden by the foreign trial
+    assert_one_line_error(run_cli("export", "--storage", url, "--study", "plain", "--pareto", "-o", str(out)), "not made by lrpo_study")
+    proc = run_cli("confirm", "--storage", url, "--seeds", "1")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "plain" not in proc.stdout and "ours" in proc.stdout
+    proc = run_cli("report", "--storage", url, "-o", str(tmp_path / "r.html"))
+    assert proc.returncode == 0, proc.stderr
