@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--sampler", choices=SAMPLERS, help="override the file's sampler")
     opt.add_argument("--seed", type=_seed, help="override the file's sampler seed")
     opt.add_argument("--heartbeat", type=int, default=20, metavar="SECONDS", help="RDB heartbeat interval; a trial silent for 3x this is failed and retried (default %(default)s)")
+    opt.add_argument("--storage-timeout", type=float, default=120.0, metavar="SECONDS",
+                     help="how long to wait for a database server that stopped answering before giving up (default %(default)s)")
     opt.add_argument("--checkpoint-dir", help="per-epoch checkpoints so retried trials resume (default: beside a sqlite/journal file; off for servers)")
     opt.add_argument("--cache-dir", help="trajectory cache: shared epoch prefixes are trained once (default: beside a sqlite/journal file; off for servers)")
     opt.add_argument("--no-cache", action="store_true", help="train every epoch of every trial")
@@ -254,6 +256,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
     if args.heartbeat < 1:
         raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
+    if not args.storage_timeout > 0:
+        raise UserError(f"--storage-timeout must be > 0 seconds, got {args.storage_timeout}")
     if args.cache_size_mb < 1:
         raise UserError(f"--cache-size-mb must be >= 1, got {args.cache_size_mb}")
     if args.no_cache and args.cache_dir:
@@ -270,7 +274,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     resolve_root(args.data_dir)
     resolve_device(args.device)
     options = RunOptions(
-        storage=args.storage, heartbeat=args.heartbeat, n_trials=args.n_trials, workers=args.workers, sampler=args.sampler,
+        storage=args.storage, heartbeat=args.heartbeat, storage_timeout=args.storage_timeout, n_trials=args.n_trials,
+        workers=args.workers, sampler=args.sampler,
         seed=args.seed, device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
         checkpoint_dir=args.checkpoint_dir or _beside(args.storage, ".checkpoints"),
         cache_dir=None if args.no_cache else args.cache_dir or _beside(args.storage, ".cache"),
@@ -439,6 +444,9 @@ def storage_failure(exc: BaseException, url: str | None) -> str | None:
     while current is not None and current not in chain:
         chain.append(current)
         current = current.__cause__ or current.__context__
+    ours = next((e for e in chain if isinstance(e, UserError)), None)  # e.g. StorageUnavailable behind Optuna's error
+    if ours is not None:
+        return str(ours)
     found = next((e for e in reversed(chain) if is_storage(e)), None)  # the root cause says most
     if found is None:
         return None

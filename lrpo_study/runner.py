@@ -42,6 +42,7 @@ DEFAULT_STORAGE = "sqlite:///lrpo_study.db"
 class RunOptions:
     storage: str
     heartbeat: int = 20
+    storage_timeout: float = 120.0
     n_trials: int | None = None
     workers: int = 1
     sampler: str | None = None
@@ -55,7 +56,9 @@ class RunOptions:
     artifact_dir: str | None = None
 
     def open_storage(self) -> optuna.storages.BaseStorage:
-        return open_storage(self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat)
+        return open_storage(
+            self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat, retry_seconds=self.storage_timeout,
+        )
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
@@ -244,12 +247,15 @@ class _Monitor:
         self.bar.close()
 
     def _poll(self) -> None:
-        study = optuna.load_study(study_name=self.spec.name, storage=open_storage(self.url))
-        while True:
-            self.refresh(study)
-            if self.stop.wait(1.0):
+        try:
+            study = optuna.load_study(study_name=self.spec.name, storage=open_storage(self.url))
+            while True:
                 self.refresh(study)
-                return
+                if self.stop.wait(1.0):
+                    self.refresh(study)
+                    return
+        except Exception:  # noqa: BLE001  (a storage gone for good: the workers report it; the bar just stops)
+            return
 
     def refresh(self, study: optuna.Study) -> None:
         trials = study.get_trials(deepcopy=False)

@@ -6,7 +6,8 @@
 
 RDB storages get Optuna's heartbeat: a trial whose worker stops beating for
 ``grace_period`` seconds is failed and re-queued
-(``RetryHeartbeatStaleTrialCallback``) by the next worker that starts a trial.
+(``RetryHeartbeatStaleTrialCallback``) by the next worker that starts a trial;
+they also ride out a server outage (``lrpo_study.retrying``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrial
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from .errors import UserError
+from .retrying import RetryingStorage
 
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 _PASSWORD = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<pw>[^@]*)(?P<tail>@)", re.IGNORECASE)
@@ -76,7 +78,9 @@ def repair_torn_journal(path: str) -> None:
           f"moved its {len(data) - keep} bytes to {path}.torn-{n} and continued", file=sys.stderr, flush=True)
 
 
-def open_storage(url: str, *, heartbeat_interval: int = 20, grace_period: int = 60) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, *, heartbeat_interval: int = 20, grace_period: int = 60, retry_seconds: float = 120.0,
+) -> optuna.storages.BaseStorage:
     """Open (and, for RDB, connect to) the storage; every failure is a one-line ``UserError``."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     try:
@@ -89,11 +93,14 @@ def open_storage(url: str, *, heartbeat_interval: int = 20, grace_period: int = 
         if scheme in _RDB_SCHEMES:
             with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5; we rely on it knowingly
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(
+                rdb = RDBStorage(
                     url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
                 )
+            return RetryingStorage(
+                optuna.storages.get_storage(rdb), where=mask_url(url), budget=retry_seconds, grace_period=grace_period,
+            )
     except UserError:
         raise
     except Exception as exc:  # sqlalchemy / driver / OS errors: a bad URL, host, password or path

@@ -3,17 +3,23 @@ every write past N bytes fail with EFBIG, for any user), a SQLite file damaged m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
-from .conftest import REPO, assert_one_line_error, run_cli, write_study
+from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -85,3 +91,89 @@ def test_a_sqlite_file_damaged_mid_file_is_one_line_everywhere(tmp_path: Path) -
         (["optimize", str(spec), "--storage", url, "--no-progress"], []),
     ):
         assert_one_line_error(run_cli(*args), *needles)
+
+
+class OwnPostgres:
+    """A PostgreSQL 15 server of this test's own (initdb in a temporary folder, its own port), so that
+    stopping it cannot disturb tests running beside it on the shared server."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        self.folder, self.port = folder, port
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        assert bins, "PostgreSQL's server binaries are missing (/usr/lib/postgresql/*/bin)"
+        self.bin = bins[-1]
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # postgres refuses root
+        folder.mkdir(parents=True)
+        if os.geteuid() == 0:
+            shutil.chown(folder, "postgres")
+        self._run("initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.as_owner, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-w", "start",
+                  "-o", f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
+    folder = Path(tempfile.mkdtemp(prefix="lrpo-pg-"))  # short: the socket path must fit 107 bytes
+    folder.chmod(0o755)  # the server's own user must reach its folder inside
+    server = OwnPostgres(folder / "pg", free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_postgres_outage_mid_study_loses_no_trial(own_postgres: OwnPostgres, tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "s.toml", name="outage", n_trials=6, fixed="epochs = 6\nbatch_size = 128")
+    url = own_postgres.url
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress",
+         "--workers", "2", "--heartbeat", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until a trial finished and others are running
+        time.sleep(0.3)
+        with contextlib.suppress(Exception):
+            study = optuna.load_study(study_name="outage", storage=url)
+            if study.get_trials(states=FINISHED) and study.get_trials(states=(TrialState.RUNNING,)):
+                break
+    own_postgres.stop()  # every connection is cut; the server is gone for 8 s (heartbeat grace: 3 s)
+    time.sleep(8)
+    own_postgres.start()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "Exception in thread" not in err, err
+    trials = optuna.load_study(study_name="outage", storage=url).get_trials()
+    assert len([t for t in trials if t.state in FINISHED]) == 6
+    assert [t.number for t in trials if t.state != TrialState.COMPLETE and t.state != TrialState.PRUNED] == []  # none lost
+
+
+def test_a_postgres_server_that_stays_away_is_one_line(own_postgres: OwnPostgres, tmp_path: Path) -> None:
+    spec = write_study(tmp_path / "s.toml", name="gone", n_trials=4, fixed="epochs = 20\nbatch_size = 128")
+    url = own_postgres.url
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress",
+         "--heartbeat", "1", "--storage-timeout", "5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        with contextlib.suppress(Exception):
+            if optuna.load_study(study_name="gone", storage=url).get_trials(states=(TrialState.RUNNING,)):
+                break
+    own_postgres.stop()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "unreachable for 5 s" in lines[0] and "run the same command again" in lines[0], err
