@@ -7,7 +7,7 @@
 RDB storages get Optuna's heartbeat: a trial whose worker stops beating for
 ``grace_period`` seconds is failed and re-queued
 (``RetryHeartbeatStaleTrialCallback``) by the next worker that starts a trial;
-they also ride out a server outage (``lrpo_study.retrying``).
+database servers' storages also ride out an outage (``lrpo_study.retrying``).
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def open_storage(
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
                 )
+            if scheme == "sqlite":  # a local file has no outages; its errors (read-only, damaged) are final
+                return rdb
             return RetryingStorage(
                 optuna.storages.get_storage(rdb), where=mask_url(url), budget=retry_seconds, grace_period=grace_period,
             )

@@ -177,3 +177,39 @@ def test_a_postgres_server_that_stays_away_is_one_line(own_postgres: OwnPostgres
     assert proc.returncode == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "unreachable for 5 s" in lines[0] and "run the same command again" in lines[0], err
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder whose filesystem refuses writes: a tmpfs remounted read-only (as root), or, for other
+    users, a folder and files without write permission."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(folder)], check=False)
+
+
+def make_read_only(folder: Path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    else:
+        for path in [*folder.rglob("*"), folder]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_storage_on_a_read_only_filesystem_is_one_line(kind: str, read_only_folder: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{read_only_folder / 's.db'}" if kind == "sqlite" else f"journal:{read_only_folder / 's.log'}"
+    spec = write_study(tmp_path / "s.toml", name="ro", n_trials=2, fixed="epochs = 1\nbatch_size = 256")
+    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--no-cache").returncode == 0
+    make_read_only(read_only_folder)
+    more = write_study(tmp_path / "s.toml", name="ro", n_trials=3, fixed="epochs = 1\nbatch_size = 256")
+    assert_one_line_error(run_cli("optimize", str(more), "--storage", url, "--no-progress", "--no-cache"))
+    assert_one_line_error(run_cli("report", "--storage", url, "-o", str(tmp_path / "r.html")))
+    proc = run_cli("export", "--storage", url, "--study", "ro", "--best", "accuracy", "-o", str(tmp_path / "x.json"))
+    assert proc.returncode == 0 or (proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1), proc.stderr

@@ -214,3 +214,26 @@ def test_load_state_dict_loads_state_not_settings() -> None:
     resumed = LRPO(sgd(0.05), pretrain_epochs=1, finetune_epochs=1)
     resumed.load_state_dict(lrpo.state_dict())
     assert resumed.alpha == lrpo.alpha == 0.8  # α is decided while running: it is state
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_onecycle_equals_torchs_and_leaves_initial_lr_alone(optimizer: str) -> None:
+    def make() -> torch.optim.Optimizer:
+        groups = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": lr} for lr in (0.1, 0.02)]
+        return torch.optim.SGD(groups, lr=0.1, momentum=0.9) if optimizer == "sgd" else torch.optim.AdamW(groups, lr=0.1)
+
+    ours_opt, torch_opt = make(), make()
+    ours = OneCycleLR(ours_opt, total_steps=30, pct_start=0.25, div_factor=10.0, final_div_factor=100.0)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(
+        torch_opt, max_lr=[0.1, 0.02], total_steps=30, pct_start=0.25, div_factor=10.0, final_div_factor=100.0,
+    )
+    def state(opt: torch.optim.Optimizer) -> list[float]:
+        return [v for g in opt.param_groups for v in (g["lr"], g["momentum"] if "momentum" in g else g["betas"][0])]
+
+    for _ in range(29):
+        assert state(ours_opt) == pytest.approx(state(torch_opt), rel=1e-12)
+        for opt, sched in ((ours_opt, ours), (torch_opt, theirs)):
+            opt.step()
+            sched.step()
+    assert [g["initial_lr"] for g in ours_opt.param_groups] == [0.1, 0.02]  # torch's would now say [0.01, 0.002]
+    assert CosineLR(ours_opt, total_steps=5).get_last_lr() == pytest.approx([0.1, 0.02])
