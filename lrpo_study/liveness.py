@@ -42,15 +42,13 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         pid = t.user_attrs.get(record.PID)
         if t.user_attrs.get(record.HOST) != host or not isinstance(pid, int) or process_alive(pid):
             continue
-        # ``_trial_id`` is how Optuna's own fail_stale_trials addresses a trial in the storage.
         try:
-            changed = study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            changed = False  # it finished between our read and our write
-        if changed:
-            attrs = {record.RETRIED_FROM: t.user_attrs.get(record.RETRIED_FROM, t.number)}
-            if record.REFERENCE in t.user_attrs:
-                attrs[record.REFERENCE] = t.user_attrs[record.REFERENCE]
-            study.enqueue_trial(t.params, user_attrs=attrs)
-            failed.append(t.number)
+            study.tell(t.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # it finished between our read and our write, or another process failed it first
+        attrs = {record.RETRIED_FROM: t.user_attrs.get(record.RETRIED_FROM, t.number)}
+        if record.REFERENCE in t.user_attrs:
+            attrs[record.REFERENCE] = t.user_attrs[record.REFERENCE]
+        study.enqueue_trial(t.params, user_attrs=attrs)
+        failed.append(t.number)
     return failed
