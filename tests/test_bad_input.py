@@ -86,7 +86,7 @@ CASES = [
     ("data-missing", ["run", "--method", "fixed", "--data-dir", "{tmp}/none"], {}, ["none", "FashionMNIST/raw"]),
     ("data-truncated", ["run", "--method", "fixed", "--data-dir", "{tmp}/truncated"], {}, ["Fashion-MNIST", "truncated"]),
     ("data-corrupted", ["run", "--method", "fixed", "--data-dir", "{tmp}/corrupted"], {}, ["Fashion-MNIST", "corrupted"]),
-    ("data-env-missing", ["run", "--method", "fixed", "ENV:LRPO_DATA_DIR={tmp}/gone"], {}, ["gone"]),
+    ("data-env-missing", ["run", "--method", "fixed", "ENV:LRPO_DATA_DIR={tmp}/gone"], {}, ["gone", "no FashionMNIST/raw/ folder"]),
     # export
     ("export-no-complete", ["export", "--storage", "{url}", "--study", "empty", "--pareto", "-o", "{tmp}/out.json"], {}, ["no complete lrpo_study trials"]),
     ("export-trial-number", ["export", "--storage", "{url}", "--study", "done", "--trial", "9", "-o", "{tmp}/out.json"], {}, ["trial number 9"]),
@@ -124,7 +124,7 @@ CASES = [
     ("settings-range", ["run", "--settings", "{settings}"], {"settings": settings_text(hyperparameters=hp(momentum=1.5))}, ["momentum"]),
     ("settings-extra", ["run", "--settings", "{settings}"], {"settings": settings_text(colour="red")}, ["colour"]),
     ("settings-not-json", ["run", "--settings", "{settings}"], {"settings": "{not json"}, ["not valid JSON"]),
-    ("settings-missing", ["run", "--settings", "{tmp}/absent.json"], {}, ["absent.json"]),
+    ("settings-missing", ["run", "--settings", "{tmp}/absent.json"], {}, ["absent.json", "cannot read", "No such file"]),
     ("settings-huge-integer", ["run", "--settings", "{settings}"],
      {"settings": settings_text(hyperparameters="LR").replace('"LR"', '{"lr": 1' + "0" * 400 + ', "momentum": 0.9, "weight_decay": 0.0, "batch_size": 32, "epochs": 3}')},
      ["lr must be finite", "401 digits"]),
