@@ -34,7 +34,7 @@ from .optimizers import OPTIMIZER_PARAMS
 from .tasks import Task
 
 # Besides the lr history, what decides a trajectory: the optimizer's settings and the batch size.
-TRAJECTORY_HYPERPARAMETERS = (*OPTIMIZER_PARAMS, "batch_size")
+TRAJECTORY_HYPERPARAMETERS = (*OPTIMIZER_PARAMS, "batch_size", "grad_clip")
 
 
 def cache_context(task: Task, *, seed: int, device: torch.device, hp: Mapping[str, Any]) -> dict[str, Any]:

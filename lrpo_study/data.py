@@ -49,20 +49,26 @@ class Split:
         )
 
 
-def resolve_root(data_dir: str | os.PathLike[str] | None) -> tuple[Path, bool]:
-    """The data root and whether torchvision may download into it.
+def resolve_root(data_dir: str | os.PathLike[str] | None, *, needs: str | None = None) -> tuple[Path, bool]:
+    """The data root and whether the built-in tasks may download into it.
 
     ``--data-dir`` wins, then ``$LRPO_DATA_DIR``; both must already hold the
-    files. Without either, torchvision downloads into ~/.cache/lrpo_study/data.
+    files (``needs``: the sub-folder a task reads). Without either, data is
+    downloaded into ~/.cache/lrpo_study/data.
     """
     chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if chosen is None:
         return DEFAULT_ROOT, True
     root = Path(chosen).expanduser()
-    if not (root / "FashionMNIST" / "raw").is_dir():
+    if not root.is_dir():
         raise UserError(
-            f"data directory {str(root)!r} has no FashionMNIST/raw/ folder "
-            f"(set --data-dir or {DATA_DIR_ENV} to the folder that contains FashionMNIST/)"
+            f"data directory {str(root)!r} does not exist (--data-dir or {DATA_DIR_ENV} names the folder that "
+            "holds FashionMNIST/raw/ or tinyshakespeare/)"
+        )
+    if needs is not None and not (root / needs).is_dir():
+        raise UserError(
+            f"data directory {str(root)!r} has no {needs}/ folder "
+            f"(set --data-dir or {DATA_DIR_ENV} to the folder that contains {needs.split('/')[0]}/)"
         )
     return root, False
 
@@ -98,7 +104,7 @@ def load_split(
         raise UserError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
     if train_size < 1 or val_size < 1:
         raise UserError(f"train_size and val_size must be >= 1, got {train_size=} {val_size=}")
-    root, download = resolve_root(data_dir)
+    root, download = resolve_root(data_dir, needs="FashionMNIST/raw")
     train_x, train_y = _load_official(root, train=True, download=download)
     test_x, test_y = _load_official(root, train=False, download=download)
     gen = torch.Generator().manual_seed(seed)

@@ -26,6 +26,9 @@ def hf_unsupported(settings: dict[str, Any]) -> str | None:
     method, hp = settings["method"], settings["hyperparameters"]
     if method in _WHY_NOT:
         return f"{_WHY_NOT[method]}; run it in a Trainer with lrpo_study.integrations.hf.ScheduleCallback"
+    if method == "cosine" and hp["warmup_steps"]:
+        return ("transformers warms up as step/warmup, this trial (nanoGPT's rule) as (step+1)/(warmup+1); "
+                "use lrpo_study.load_schedule to keep its lr curve")
     if method == "greedylr" and hp["interval"] == "step":
         return ("transformers' Trainer steps GreedyLR after evaluations on an evaluation metric, but this "
                 "trial stepped it after every batch on the training loss; use lrpo_study.integrations.hf.ScheduleCallback")

@@ -15,6 +15,7 @@ TRAIN_PARAMS: dict[str, Param] = {
     "lr": Param(float, 0.05, "initial (pretrain / peak) learning rate", low=0.0, low_open=True, high=1e3),
     "batch_size": Param(int, 1024, "batch size", low=1),
     "epochs": Param(int, 16, "epochs (for lrpo: pretrain + 1 + finetune)", low=1),
+    "grad_clip": Param(float, 0.0, "clip the gradient's norm to this before each step (0: off)", low=0.0, high=1e6),
     **OPTIMIZER_PARAMS,
 }
 

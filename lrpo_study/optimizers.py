@@ -45,12 +45,22 @@ def check_optimizer(resolved: dict[str, Any], given: Mapping[str, Any]) -> None:
         raise ValueError("nesterov=true needs momentum > 0, got momentum=0.0")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], hp: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """The optimizer a resolved hyperparameter set names."""
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], hp: Mapping[str, Any], *, matrices_only: bool = False,
+) -> torch.optim.Optimizer:
+    """The optimizer a resolved hyperparameter set names. With ``matrices_only``, weight decay
+    applies to parameters of two or more dimensions only (a second group without decay holds
+    biases and norms), as nanoGPT's recipe does."""
+    groups: Any = list(params)
+    if matrices_only:
+        groups = [
+            {"params": [p for p in groups if p.dim() >= 2]},
+            {"params": [p for p in groups if p.dim() < 2], "weight_decay": 0.0},
+        ]
     if hp["optimizer"] == "adamw":
         return torch.optim.AdamW(
-            params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["adam_eps"], weight_decay=hp["weight_decay"],
+            groups, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["adam_eps"], weight_decay=hp["weight_decay"],
         )
     return torch.optim.SGD(
-        params, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"], weight_decay=hp["weight_decay"],
+        groups, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"], weight_decay=hp["weight_decay"],
     )

@@ -89,8 +89,13 @@ class TrialRecord:
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRecord:
         a = trial.user_attrs
+        from .hyperparameters import resolve  # noqa: PLC0415  (torch-side; record is read by optuna-side code)
+
+        # Hyperparameters added since the trial ran (grad_clip, cosine's warmup_steps) get their defaults,
+        # which are what the trial used.
+        hyperparameters = resolve(a[METHOD], a[HYPERPARAMETERS])
         return cls(
-            trial.number, a[METHOD], a[HYPERPARAMETERS], a.get(TASK, "fashion-mnist"), a.get(TASK_OPTIONS, {}),
+            trial.number, a[METHOD], hyperparameters, a.get(TASK, "fashion-mnist"), a.get(TASK_OPTIONS, {}),
             a[SEED], a.get(CURVES, {}), a.get(TRAIN_SECONDS, 0.0), a.get(REFERENCE), a,
         )
 

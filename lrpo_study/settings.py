@@ -2,10 +2,10 @@
 
 A settings file is JSON (never pickle) written by ``python -m lrpo_study export``::
 
-    {"schema_version": 2, "method": "greedylr", "hyperparameters": {...every value...},
+    {"schema_version": 3, "method": "greedylr", "hyperparameters": {...every value...},
      "objectives": {"best_val_accuracy": 0.87, ...}, "provenance": {...}}
 
-or, with ``--pareto``, ``{"schema_version": 2, "trials": [<one such object without
+or, with ``--pareto``, ``{"schema_version": 3, "trials": [<one such object without
 schema_version>, ...]}``. Version 1 files (lrpo_study 0.1: SGD only, provenance
 naming model and split instead of the task) are read too.
 """
@@ -25,7 +25,7 @@ import torch
 from .hyperparameters import METHODS, TRAIN_PARAMS, expected_keys, resolve
 from .schedules import Schedule, make_schedule
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SETTINGS_KEYS = {"method", "hyperparameters", "objectives", "provenance"}
 PROVENANCE_KEYS = {
     "study", "trial", "storage", "lrpo_study_version", "torch_version", "task", "task_options", "seed", "reference",
@@ -54,6 +54,20 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise ValueError(f"key {key!r} appears twice in one object")
         seen[key] = value
     return seen
+
+
+def _upgrade_v2(settings: Any) -> Any:
+    """A version 2 setting as version 3: hyperparameters added since (grad_clip; cosine's warmup_steps)
+    at the values those runs used."""
+    if not isinstance(settings, dict) or not isinstance(settings.get("hyperparameters"), dict):
+        return settings
+    added: dict[str, Any] = {"grad_clip": 0.0, **({"warmup_steps": 0} if settings.get("method") == "cosine" else {})}
+    return {**settings, "hyperparameters": {**added, **settings["hyperparameters"]}}
+
+
+_UPGRADES: dict[int, Callable[[Any], Any]] = {
+    1: lambda s: _upgrade_v2(_upgrade_v1(s)), 2: _upgrade_v2, SCHEMA_VERSION: lambda s: s,
+}
 
 
 def validate_settings(settings: Any, *, where: str = "settings") -> dict[str, Any]:
@@ -109,9 +123,9 @@ def load_settings(path: str | os.PathLike[str], *, index: int | None = None) -> 
     if not isinstance(data, dict):
         raise ValueError(f"settings file {str(path)!r} must hold a JSON object")
     version = data.get("schema_version")
-    if type(version) is not int or version not in (1, SCHEMA_VERSION):
-        raise ValueError(f"schema_version must be 1 or {SCHEMA_VERSION}, got schema_version={version!r}")
-    upgrade = _upgrade_v1 if version == 1 else (lambda s: s)
+    if type(version) is not int or version not in _UPGRADES:
+        raise ValueError(f"schema_version must be one of {sorted(_UPGRADES)}, got schema_version={version!r}")
+    upgrade = _UPGRADES[version]
     body = {k: v for k, v in data.items() if k != "schema_version"}
     if "trials" in body:
         trials = body["trials"]

@@ -151,7 +151,7 @@ StepHook = Callable[[int, torch.Tensor], None]
 
 def train_epoch(
     model: torch.nn.Module, task: Task, optimizer: torch.optim.Optimizer, schedule: Schedule,
-    order: torch.Tensor, *, batch_size: int, on_batch: Callable[[torch.Tensor], None],
+    order: torch.Tensor, *, batch_size: int, grad_clip: float = 0.0, on_batch: Callable[[torch.Tensor], None],
 ) -> tuple[float, float]:
     """One pass over ``task.train`` in ``order``; returns the mean training loss and the mean lr."""
     model.train()
@@ -165,6 +165,8 @@ def train_epoch(
         schedule.observe(loss)  # the curvature schedule reads the loss graph here
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         schedule.batch_end()
         loss_sum += loss.detach() * len(idx)
@@ -194,11 +196,12 @@ def train(
     task = task.to(device)
     torch.manual_seed(seed)
     model = task.build_model().to(device)
-    optimizer = build_optimizer(model.parameters(), hp)
+    optimizer = build_optimizer(model.parameters(), hp, matrices_only=task.decay_matrices_only)
     n, batch_size, epochs = len(task.train[0]), hp["batch_size"], hp["epochs"]
+    per_epoch = task.samples_per_epoch
     probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps, seed=seed)
     schedule = make_schedule(
-        method, optimizer, hp, total_steps=epochs * math.ceil(n / batch_size), params=model.parameters(),
+        method, optimizer, hp, total_steps=epochs * math.ceil(per_epoch / batch_size), params=model.parameters(),
         probe=probe, seed=seed, ignore=TRAIN_PARAMS,
     )
     state = LoopState(model, optimizer, schedule, torch.Generator(device=device).manual_seed(seed),
@@ -227,8 +230,10 @@ def train(
         for epoch in range(state.epoch + 1, epochs + 1):
             state.lr_history.append([float(lr) for lr in schedule.get_last_lr()])
             start = time.perf_counter()
-            order = torch.randperm(n, device=device, generator=state.perm_gen)
-            train_loss, lr = train_epoch(model, task, optimizer, schedule, order, batch_size=batch_size, on_batch=after_batch)
+            order = torch.randperm(n, device=device, generator=state.perm_gen)[:per_epoch]
+            train_loss, lr = train_epoch(
+                model, task, optimizer, schedule, order, batch_size=batch_size, grad_clip=hp["grad_clip"], on_batch=after_batch,
+            )
             sync()
             seconds = time.perf_counter() - start
             if not math.isfinite(train_loss):

@@ -86,7 +86,7 @@ CASES = [
     ("data-missing", ["run", "--method", "fixed", "--data-dir", "{tmp}/none"], {}, ["none", "FashionMNIST/raw"]),
     ("data-truncated", ["run", "--method", "fixed", "--data-dir", "{tmp}/truncated"], {}, ["Fashion-MNIST", "truncated"]),
     ("data-corrupted", ["run", "--method", "fixed", "--data-dir", "{tmp}/corrupted"], {}, ["Fashion-MNIST", "corrupted"]),
-    ("data-env-missing", ["run", "--method", "fixed", "ENV:LRPO_DATA_DIR={tmp}/gone"], {}, ["gone", "no FashionMNIST/raw/ folder"]),
+    ("data-env-missing", ["run", "--method", "fixed", "ENV:LRPO_DATA_DIR={tmp}/gone"], {}, ["gone", "does not exist"]),
     # export
     ("export-no-complete", ["export", "--storage", "{url}", "--study", "empty", "--pareto", "-o", "{tmp}/out.json"], {}, ["no complete lrpo_study trials"]),
     ("export-trial-number", ["export", "--storage", "{url}", "--study", "done", "--trial", "9", "-o", "{tmp}/out.json"], {}, ["trial number 9"]),

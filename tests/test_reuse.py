@@ -134,7 +134,7 @@ def test_export_pareto_and_trial(storage: str, tmp_path: Path) -> None:
     out = tmp_path / "pareto.json"
     assert run_cli("export", "--storage", storage, "--study", "fixed", "--pareto", "-o", str(out)).returncode == 0
     data = json.loads(out.read_text())
-    assert data["schema_version"] == 2 and data["trials"]
+    assert data["schema_version"] == 3 and data["trials"]
     with pytest.raises(ValueError, match="index"):
         load_settings(out, index=99)
     one = tmp_path / "one.json"
@@ -183,7 +183,7 @@ def test_schedules_that_need_more_say_what_is_missing(tmp_path: Path) -> None:
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     settings = load_settings(_settings(tmp_path))
-    cosine = {**settings, "method": "cosine", "hyperparameters": {**settings["hyperparameters"], "eta_min": 0.0}}
+    cosine = {**settings, "method": "cosine", "hyperparameters": {**settings["hyperparameters"], "eta_min": 0.0, "warmup_steps": 0}}
     with pytest.raises(ValueError, match="steps_per_epoch"):
         load_schedule(cosine, opt)
     curv = {**settings, "method": "curvature", "hyperparameters": {**settings["hyperparameters"], "lam": 1.0, "estimate_every": 5, "beta": 0.9, "clamp": 0.25, "n_probes": 1}}
@@ -201,7 +201,7 @@ def test_a_bad_settings_file_leaves_the_optimizer_as_it_was(tmp_path: Path) -> N
     onecycle = {**good, "method": "onecycle", "hyperparameters": {**hp, "pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4, "cycle_momentum": True}}
     cases: list[tuple[object, dict]] = [
         (_settings(tmp_path, hyperparameters={"lr": 0.1}), {}),  # a file missing keys
-        ({**good, "method": "cosine", "hyperparameters": {**hp, "eta_min": 0.0}}, {}),  # no steps_per_epoch
+        ({**good, "method": "cosine", "hyperparameters": {**hp, "eta_min": 0.0, "warmup_steps": 0}}, {}),  # no steps_per_epoch
         (good, {"epochs": 0}),  # a bad override
         (good, {"steps_per_epoch": 0}),
         # Fails inside construction, after the lrs were set: Adagrad has no momentum for one-cycle to cycle.

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..schedules import Param, validate_params
-from . import fashion_mnist
+from . import fashion_mnist, shakespeare
 from ._task import Task, cross_entropy, data_fingerprint
 
 
@@ -33,6 +33,7 @@ class BuiltinTask:
 
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
     "fashion-mnist": BuiltinTask(fashion_mnist.make_task, fashion_mnist.OPTIONS),
+    "shakespeare-char": BuiltinTask(shakespeare.make_task, shakespeare.OPTIONS),
 }
 DEFAULT_TASK = "fashion-mnist"
 

@@ -18,7 +18,7 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def cross_entropy(output: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy over every position: (N, C) vs (N,) and (N, T, V) vs (N, T) alike."""
-    return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1), reduction=reduction)
+    return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1).long(), reduction=reduction)
 
 
 def _check_pair(name: str, pair: Any) -> Pair:
@@ -57,6 +57,11 @@ class Task:
     targets (per token for a language model). ``fingerprint`` is what the
     trajectory cache and checkpoints key on; by default a hash of the data.
     ``options`` records how a factory made the task (set by ``load_task``).
+    ``epoch_size``: samples per epoch, drawn without replacement from a fresh
+    permutation of ``train`` each epoch (None: all of them). ``eval_batch``:
+    samples per forward pass when evaluating. ``decay_matrices_only``: weight
+    decay applies to parameters with two or more dimensions only (not to
+    biases, norms), as transformer recipes do.
     """
 
     build_model: Callable[[], nn.Module]
@@ -68,6 +73,9 @@ class Task:
     has_accuracy: bool = True
     fingerprint: str = ""
     options: Mapping[str, Any] = field(default_factory=dict)
+    epoch_size: int | None = None
+    eval_batch: int = 8192
+    decay_matrices_only: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.build_model):
@@ -80,8 +88,16 @@ class Task:
             raise TypeError(f"Task.loss must be callable or None, got {type(self.loss).__name__}")
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Task.name must be a non-empty string, got {self.name!r}")
+        if self.epoch_size is not None and not 1 <= self.epoch_size <= len(self.train[0]):
+            raise ValueError(f"Task.epoch_size must be in [1, {len(self.train[0])}] or None, got {self.epoch_size}")
+        if self.eval_batch < 1:
+            raise ValueError(f"Task.eval_batch must be >= 1, got {self.eval_batch}")
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", data_fingerprint(self.train, self.val, self.test))
+
+    @property
+    def samples_per_epoch(self) -> int:
+        return self.epoch_size or len(self.train[0])
 
     @property
     def loss_fn(self) -> LossFn:
@@ -96,8 +112,9 @@ class Task:
         return dataclasses.replace(self, train=move(self.train), val=move(self.val), test=test)
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, pair: Pair, *, chunk: int = 8192) -> tuple[float, float | None]:
+    def evaluate(self, model: nn.Module, pair: Pair, *, chunk: int | None = None) -> tuple[float, float | None]:
         """Mean loss and accuracy (a fraction, or None without accuracy) of ``model`` on ``pair``."""
+        chunk = chunk or self.eval_batch
         model.eval()
         x, y = pair
         loss_sum = torch.zeros((), device=x.device)

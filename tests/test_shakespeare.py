@@ -1,0 +1,116 @@
+"""The shakespeare-char task on the real text: windows, split, cache, nanoGPT's lr rule, bad files."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lrpo_study.cache import TrajectoryCache
+from lrpo_study.hyperparameters import resolve
+from lrpo_study.schedules import CosineLR
+from lrpo_study.tasks import load_task
+from lrpo_study.train import train
+
+from .conftest import DATA_DIR, assert_one_line_error, run_cli
+
+SMALL = {"block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 16, "epoch_windows": 64, "val_windows": 16}
+TEXT = (DATA_DIR / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
+VOCAB = sorted(set(TEXT))
+
+
+def decode(ids: torch.Tensor) -> str:
+    return "".join(VOCAB[int(i)] for i in ids)
+
+
+def test_windows_targets_and_split_follow_nanogpt() -> None:
+    task = load_task("shakespeare-char", SMALL, data_dir=str(DATA_DIR))
+    assert len(VOCAB) == 65
+    (x, y), n = task.train, len(TEXT)
+    assert decode(x[0]) == TEXT[:8] and decode(y[0]) == TEXT[1:9]  # targets: the inputs shifted by one
+    assert decode(x[12345]) == TEXT[12345:12353] and decode(y[12345]) == TEXT[12346:12354]
+    assert len(x) == int(n * 0.9) - 8  # every window of the first 90 %, none crossing into validation
+    assert task.samples_per_epoch == 64 and task.has_accuracy
+    held_out = TEXT[int(n * 0.9):]
+    assert task.test is not None and decode(task.test[0][0]) == held_out[len(held_out) // 2:][:8]
+    assert decode(task.val[0][0]) == held_out[:8] and len(task.val[0]) == 16
+    nano = load_task("shakespeare-char", {**SMALL, "split": "nanogpt"}, data_dir=str(DATA_DIR))
+    assert nano.test is None and decode(nano.val[0][-1]) in held_out[len(held_out) // 2:]  # validation: the whole last 10 %
+
+
+def test_training_lowers_the_validation_loss_and_a_per_epoch_run_is_the_same_from_the_cache(tmp_path: Path) -> None:
+    task = load_task("shakespeare-char", SMALL, data_dir=str(DATA_DIR))
+    hp = resolve("fixed", {"epochs": 3, "batch_size": 16, "lr": 3e-3, "optimizer": "adamw", "grad_clip": 1.0, "weight_decay": 0.1})
+    scratch = train(task=task, method="fixed", hyperparameters=hp, seed=1)
+    assert scratch.curves["val_loss"][-1] < scratch.curves["val_loss"][0] < math.log(65) + 0.5
+    cache = TrajectoryCache(tmp_path / "cache")
+    train(task=task, method="fixed", hyperparameters={**hp, "epochs": 2}, seed=1, cache=cache)
+    branched = train(task=task, method="fixed", hyperparameters=hp, seed=1, cache=cache)
+    assert branched.extras["cached_epochs"] == 2
+    for name in ("train_loss", "val_loss", "val_accuracy", "lr"):
+        assert branched.curves[name] == scratch.curves[name], name
+    assert branched.extras["test_loss"] == scratch.extras["test_loss"]
+
+
+def test_gradient_clipping_changes_the_run() -> None:
+    task = load_task("shakespeare-char", SMALL, data_dir=str(DATA_DIR))
+    hp = resolve("fixed", {"epochs": 1, "batch_size": 16, "lr": 1e-2, "optimizer": "adamw"})
+    free = train(task=task, method="fixed", hyperparameters=hp, seed=2)
+    clipped = train(task=task, method="fixed", hyperparameters={**hp, "grad_clip": 1e-3}, seed=2)
+    assert free.curves["train_loss"] != clipped.curves["train_loss"]
+
+
+def nanogpt_get_lr(it: int, *, learning_rate: float, warmup_iters: int, lr_decay_iters: int, min_lr: float) -> float:
+    """nanoGPT's train.py, as published."""
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it > lr_decay_iters:
+        return min_lr
+    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))
+    return min_lr + coeff * (learning_rate - min_lr)
+
+
+def test_cosine_with_warmup_is_nanogpts_schedule() -> None:
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(3))], lr=1e-3)
+    sched = CosineLR(opt, total_steps=2000, eta_min=1e-4, warmup_steps=100)
+    got = []
+    for _ in range(2010):
+        got.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    want = [nanogpt_get_lr(i, learning_rate=1e-3, warmup_iters=100, lr_decay_iters=2000, min_lr=1e-4) for i in range(2010)]
+    torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0)
+
+
+def test_a_missing_or_damaged_text_is_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(
+        run_cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(empty)),
+        "Tiny Shakespeare", "downloading is off", "--data-dir",
+    )
+    damaged = tmp_path / "damaged" / "tinyshakespeare"
+    damaged.mkdir(parents=True)
+    (damaged / "input.txt").write_text(TEXT[:-10], encoding="utf-8")
+    assert_one_line_error(
+        run_cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(damaged.parent)),
+        "is not Tiny Shakespeare's input.txt", "1,115,384 bytes", "md5",
+    )
+    shutil.copy(DATA_DIR / "tinyshakespeare" / "input.txt", damaged / "input.txt")
+    assert_one_line_error(
+        run_cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(damaged.parent),
+                "--task-option", "n_embd=30", "--task-option", "n_head=4"),
+        "n_embd must be a multiple of n_head",
+    )
+
+
+@pytest.mark.parametrize("method", ["greedylr", "lrpo"])
+def test_run_trains_greedylr_and_lrpo_with_adamw(method: str) -> None:
+    options = [arg for k, v in SMALL.items() for arg in ("--task-option", f"{k}={v}")]
+    proc = run_cli("run", "--task", "shakespeare-char", "--method", method, "--epochs", "3", "--set", "optimizer=adamw",
+                   "--set", "lr=3e-3", "--set", "batch_size=16", *options, "--json")
+    assert proc.returncode == 0, proc.stderr
