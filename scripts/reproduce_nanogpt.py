@@ -16,18 +16,17 @@ text (nanoGPT estimates it on 200 × 12 random windows). Writes
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from _reproduction import parse
 
 from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import load_task
-from lrpo_study.train import resolve_device, train
+from lrpo_study.train import train
 
 NANOGPT_VAL_LOSS = 1.88
 TASK = {"split": "nanogpt", "val_windows": 2400}  # every other option: the task's defaults, nanoGPT's CPU model
@@ -38,14 +37,8 @@ RECIPE = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--out", default="results")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args = parse(__doc__)
+    device, seeds = args.device, args.seeds
     hp = resolve("cosine", RECIPE)
     runs = []
     for seed in seeds:
@@ -60,7 +53,7 @@ def main() -> None:
         print(f"seed {seed}: final val loss {result.final_val_loss:.4f}, {tokens / result.train_seconds:,.0f} tokens/s")
     losses = [r["final_val_loss"] for r in runs]
     speeds = [r["tokens_per_second"] for r in runs]
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    machine = args.machine
     summary = {
         "machine": machine, "torch": torch.__version__, "task": TASK, "hyperparameters": hp,
         "val_loss_mean": statistics.fmean(losses), "val_loss_sd": statistics.stdev(losses) if len(losses) > 1 else 0.0,

@@ -13,19 +13,18 @@ table as mean ± sd over seeds beside the paper's numbers and writes
 
 from __future__ import annotations
 
-import argparse
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _reproduction import parse
 
 from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import load_task
-from lrpo_study.train import resolve_device, train
+from lrpo_study.train import train
 
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "fixed-LR baseline": ("fixed", {"lr": 0.05, "epochs": 100}),
@@ -60,15 +59,9 @@ def mean_sd(values: list[float | None]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seeds", default="42,43,44")
-    parser.add_argument("--out", default="results")
-    args = parser.parse_args()
-    device = resolve_device(args.device)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    args = parse(__doc__)
+    device, seeds = args.device, args.seeds
+    machine = args.machine
     start = time.perf_counter()
     runs = {arm: [measure(m, v, seed, device, args.data_dir) for seed in seeds] for arm, (m, v) in ARMS.items()}
     header = ["metric", *(f"{arm} (ours)" for arm in ARMS), *(f"{arm} (paper)" for arm in PAPER)]

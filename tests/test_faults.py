@@ -134,20 +134,28 @@ def own_postgres(tmp_path: Path) -> Iterator[OwnPostgres]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def optimize_until_running(spec: Path, url: str, name: str, *extra: str) -> subprocess.Popen[str]:
+    """``optimize`` in the background, returned once a trial of ``name`` is running (after one finished, for
+    several workers)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress", "--heartbeat", "1",
+         *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        with contextlib.suppress(Exception):  # not created yet
+            study = optuna.load_study(study_name=name, storage=url)
+            if study.get_trials(states=(TrialState.RUNNING,)) and ("--workers" not in extra or study.get_trials(states=FINISHED)):
+                return proc
+    proc.kill()
+    pytest.fail(f"no trial of {name} started in time")
+
+
 def test_a_postgres_outage_mid_study_loses_no_trial(own_postgres: OwnPostgres, tmp_path: Path) -> None:
     spec = write_study(tmp_path / "s.toml", name="outage", n_trials=6, fixed="epochs = 6\nbatch_size = 128")
     url = own_postgres.url
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress",
-         "--workers", "2", "--heartbeat", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # until a trial finished and others are running
-        time.sleep(0.3)
-        with contextlib.suppress(Exception):
-            study = optuna.load_study(study_name="outage", storage=url)
-            if study.get_trials(states=FINISHED) and study.get_trials(states=(TrialState.RUNNING,)):
-                break
+    proc = optimize_until_running(spec, url, "outage", "--workers", "2")
     own_postgres.stop()  # every connection is cut; the server is gone for 8 s (heartbeat grace: 3 s)
     time.sleep(8)
     own_postgres.start()
@@ -162,16 +170,7 @@ def test_a_postgres_outage_mid_study_loses_no_trial(own_postgres: OwnPostgres, t
 def test_a_postgres_server_that_stays_away_is_one_line(own_postgres: OwnPostgres, tmp_path: Path) -> None:
     spec = write_study(tmp_path / "s.toml", name="gone", n_trials=4, fixed="epochs = 20\nbatch_size = 128")
     url = own_postgres.url
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress",
-         "--heartbeat", "1", "--storage-timeout", "5"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        with contextlib.suppress(Exception):
-            if optuna.load_study(study_name="gone", storage=url).get_trials(states=(TrialState.RUNNING,)):
-                break
+    proc = optimize_until_running(spec, url, "gone", "--storage-timeout", "5")
     own_postgres.stop()
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err
