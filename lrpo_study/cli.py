@@ -414,6 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"lrpo_study: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from .schedules.curvature import SecondDerivativeUnavailable
+
+        if not isinstance(exc, SecondDerivativeUnavailable):
+            raise
+        print(f"lrpo_study: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\nlrpo_study: interrupted", file=sys.stderr)
         return 130

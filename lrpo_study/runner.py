@@ -31,7 +31,7 @@ from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, Objective, reference_params
 from .pruning import optuna_pruner
 from .storage import mask_url, open_storage
-from .tasks import Task, load_task
+from .tasks import BUILTIN_TASKS, Task, load_task
 from .train import resolve_device
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -176,8 +176,13 @@ _MEANING = ("method", "task", "objectives", "train_seed", "fixed", "search")
 def spec_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``key: old → new`` for every meaningful difference between a stored spec and the file's."""
     name, options = record.stored_task(stored)
-    old = {**{k: stored.get(k) for k in _MEANING}, "task": {"name": name, **options}}
+    old_task = {"name": name, **options}
+    old = {**{k: stored.get(k) for k in _MEANING}, "task": old_task}
     new = {k: current.get(k) for k in _MEANING}
+    builtin = BUILTIN_TASKS.get(name)
+    if builtin is not None and isinstance(new["task"], dict):  # an option added since, at its default, changes nothing
+        new["task"] = {k: v for k, v in new["task"].items()
+                       if k in old_task or k not in builtin.options or v != builtin.options[k].default}
     changes: list[str] = []
 
     def walk(a: Any, b: Any, where: str) -> None:

@@ -114,3 +114,12 @@ def test_run_trains_greedylr_and_lrpo_with_adamw(method: str) -> None:
     proc = run_cli("run", "--task", "shakespeare-char", "--method", method, "--epochs", "3", "--set", "optimizer=adamw",
                    "--set", "lr=3e-3", "--set", "batch_size=16", *options, "--json")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_curvature_schedule_needs_the_math_attention_kernel() -> None:
+    options = [arg for k, v in SMALL.items() for arg in ("--task-option", f"{k}={v}")]
+    args = ("run", "--task", "shakespeare-char", "--method", "curvature", "--epochs", "1", "--set", "batch_size=16",
+            "--set", "estimate_every=4", *options)
+    assert_one_line_error(run_cli(*args), "second derivative", "--task-option attention=math")
+    proc = run_cli(*args, "--task-option", "attention=math", "--json")
+    assert proc.returncode == 0, proc.stderr

@@ -37,6 +37,10 @@ def hutchinson_trace(
     return total / n_probes
 
 
+class SecondDerivativeUnavailable(RuntimeError):
+    """The model's graph cannot be differentiated twice (fused kernels such as flash attention on CPU)."""
+
+
 def curvature_factor(trace_per_param: float, *, lam: float, clamp: float) -> float:
     """Pure reference: the multiplier on η₀ for a given (smoothed) normalized trace."""
     return 1.0 / math.sqrt(max(clamp, 1.0 + lam * trace_per_param))
@@ -81,7 +85,16 @@ class CurvatureLR(StepSchedule):
             self.observed_step = self.last_epoch
             return
         self.observed_step = self.last_epoch
-        trace = hutchinson_trace(loss, self.params, n_probes=self.n_probes, generator=self.generator)
+        try:
+            trace = hutchinson_trace(loss, self.params, n_probes=self.n_probes, generator=self.generator)
+        except RuntimeError as exc:
+            if "derivative for" not in str(exc):
+                raise
+            raise SecondDerivativeUnavailable(
+                "the curvature schedule differentiates the loss twice, but the model uses an operation without a "
+                f"second derivative ({str(exc).splitlines()[0]}); use a plain implementation of it "
+                "(shakespeare-char: --task-option attention=math)"
+            ) from None
         trace /= self.n_params
         self.trace_ema = trace if self.trace_ema is None else self.beta * self.trace_ema + (1 - self.beta) * trace
         self.factor = curvature_factor(self.trace_ema, lam=self.lam, clamp=self.clamp)

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..data import resolve_root
 from ..errors import UserError
@@ -55,6 +56,8 @@ OPTIONS: dict[str, Param] = {
     "n_embd": Param(int, 128, "embedding width (a multiple of n_head)", low=8, high=4096),
     "dropout": Param(float, 0.0, "dropout", low=0.0, high=1.0, high_open=True),
     "bias": Param(bool, False, "biases in linear layers and LayerNorms"),
+    "attention": Param(str, "fused", "fused: torch's fastest kernel; math: differentiable twice (the curvature schedule)",
+                       choices=("fused", "math")),
     "epoch_windows": Param(int, 2400, "training windows per epoch (tokens = this x block_size)", low=1),
     "val_windows": Param(int, 400, "validation windows, evenly spaced", low=1),
 }
@@ -102,9 +105,9 @@ def _spaced(pair: tuple[torch.Tensor, torch.Tensor], count: int) -> tuple[torch.
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool) -> None:
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, math_kernel: bool = False) -> None:
         super().__init__()
-        self.n_head, self.dropout = n_head, dropout
+        self.n_head, self.dropout, self.math_kernel = n_head, dropout, math_kernel
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.c_proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_dropout = nn.Dropout(dropout)
@@ -112,15 +115,20 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in self.c_attn(x).split(c, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
+        dropout = self.dropout if self.training else 0.0
+        if self.math_kernel:  # slower, but differentiable twice
+            with sdpa_kernel(SDPBackend.MATH):
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         return self.resid_dropout(self.c_proj(y.transpose(1, 2).reshape(b, t, c)))
 
 
 class Block(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool) -> None:
+    def __init__(self, n_embd: int, n_head: int, dropout: float, bias: bool, math_kernel: bool) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias)
+        self.attn = CausalSelfAttention(n_embd, n_head, dropout, bias, math_kernel)
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = nn.Sequential(
             nn.Linear(n_embd, 4 * n_embd, bias=bias), nn.GELU(), nn.Linear(4 * n_embd, n_embd, bias=bias), nn.Dropout(dropout),
@@ -135,12 +143,12 @@ class GPT(nn.Module):
     """Token ids (any integer dtype) of shape (B, T) → logits (B, T, vocab)."""
 
     def __init__(self, *, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
-                 dropout: float, bias: bool) -> None:
+                 dropout: float, bias: bool, math_kernel: bool = False) -> None:
         super().__init__()
         self.wte = nn.Embedding(vocab_size, n_embd)
         self.wpe = nn.Embedding(block_size, n_embd)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias) for _ in range(n_layer))
+        self.blocks = nn.ModuleList(Block(n_embd, n_head, dropout, bias, math_kernel) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(n_embd, bias=bias)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied, as nanoGPT
@@ -163,7 +171,7 @@ class GPT(nn.Module):
 def make_task(
     *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0, split: str = "holdout", block_size: int = 64,
     n_layer: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.0, bias: bool = False,
-    epoch_windows: int = 2400, val_windows: int = 400,
+    epoch_windows: int = 2400, val_windows: int = 400, attention: str = "fused",
 ) -> Task:
     if n_embd % n_head:
         raise UserError(f"task 'shakespeare-char': n_embd must be a multiple of n_head, got {n_embd=} {n_head=}")
@@ -183,10 +191,10 @@ def make_task(
     val = _spaced(windows(val_ids, block_size), val_windows)
     test = None if test_ids is None else windows(test_ids, block_size, stride=block_size)
     options = dict(split=split, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
-                   dropout=dropout, bias=bias, epoch_windows=epoch_windows, val_windows=val_windows)
+                   dropout=dropout, bias=bias, epoch_windows=epoch_windows, val_windows=val_windows, attention=attention)
     return Task(
         build_model=lambda: GPT(vocab_size=len(chars), block_size=block_size, n_layer=n_layer, n_head=n_head,
-                                n_embd=n_embd, dropout=dropout, bias=bias),
+                                n_embd=n_embd, dropout=dropout, bias=bias, math_kernel=attention == "math"),
         train=train, val=val, test=test, name="shakespeare-char",
         fingerprint=hashlib.sha256(f"{MD5};{split};{block_size};{val_windows}".encode()).hexdigest()[:32],
         epoch_size=min(epoch_windows, len(train[0])), eval_batch=128, decay_matrices_only=True, options=options,
