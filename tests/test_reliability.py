@@ -287,3 +287,25 @@ def test_studies_and_trials_not_made_by_lrpo_study_are_skipped(tmp_path: Path) -
     assert "plain" not in proc.stdout and "ours" in proc.stdout
     proc = run_cli("report", "--storage", url, "-o", str(tmp_path / "r.html"))
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one and two workers get the same thread count on one core")
+def test_a_trial_killed_under_one_thread_count_is_not_resumed_under_another(tmp_path: Path) -> None:
+    """1 worker trains with every core's threads, 2 workers with half each: another summation order, so another
+    trajectory; the retried trial must start over instead of mixing the two."""
+    name = "threads"
+    url = f"journal:{tmp_path / 's.journal'}"
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=2, fixed=LONG)
+    checkpoints = tmp_path / "ckpt"
+    proc = start("optimize", str(spec), "--storage", url, "--no-progress", "--checkpoint-dir", str(checkpoints))
+    victim = wait_for_running(name, url, older_than=1.5)
+    proc.kill()
+    proc.wait()
+    assert list(checkpoints.glob("*.pt")), "the killed trial must have left a checkpoint"
+    again = run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--checkpoint-dir", str(checkpoints),
+                    "--workers", "2")
+    assert again.returncode == 0, again.stderr
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials()
+    (retry,) = [t for t in trials if t.user_attrs.get("retried_from") == victim.number]
+    assert retry.user_attrs["threads"] != victim.user_attrs["threads"]
+    assert "resumed_from_epoch" not in retry.user_attrs
