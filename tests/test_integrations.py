@@ -237,15 +237,20 @@ def test_readme_plain_loop_is_short_and_has_no_case_per_method() -> None:
     assert len(loop) <= 10 and not any(re.search(r"\bif\b|interval|monitor", line) for line in loop), loop
 
 
+# Every method runs through each framework above; here each README example runs with a schedule of
+# each kind: a function of the step, the training loss per step or per epoch, the validation loss, the loss graph.
+README_CASES = ("cosine", "greedylr-step", "greedylr-epoch", "lrpo", "curvature")
+
+
 @pytest.mark.parametrize("name", ["plain", "lightning", "hf"])
-def test_readme_example_runs_with_every_method(name: str, tmp_path: Path) -> None:
+def test_readme_example_runs_with_a_schedule_of_each_kind(name: str, tmp_path: Path) -> None:
     examples = dict(EXAMPLE.findall((REPO / "README.md").read_text(encoding="utf-8")))
     assert set(examples) == {"plain", "lightning", "hf"}
     (tmp_path / "example.py").write_text(examples[name], encoding="utf-8")
     (tmp_path / "runner.py").write_text(RUNNER, encoding="utf-8")
-    settings = [str(exported(case, tmp_path)) for case in METHODS]
+    settings = [str(exported(case, tmp_path)) for case in README_CASES]
     proc = subprocess.run(
         [sys.executable, "runner.py", "example.py", *settings], cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("ran ") == len(METHODS)
+    assert proc.stdout.count("ran ") == len(README_CASES)

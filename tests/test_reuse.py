@@ -24,6 +24,9 @@ from .conftest import (
     write_study,
 )
 
+# One worker runs this module, so its four real studies are trained once (pytest -n 2 --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("reuse")
+
 SMALL = "batch_size = 128"
 
 
