@@ -284,10 +284,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     )
     import optuna
 
+    from . import interrupts
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Ctrl-C is reported in one line below; Optuna would also log it as a failed trial with a traceback.
+    # Ctrl-C is reported in one line below; Optuna would also log the trial it failed, with a traceback.
     logging.getLogger("optuna.study._optimize").addFilter(
         lambda record: not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
+        and not (interrupts.requested() and "failed" in record.getMessage())
     )
     try:
         run_all(specs, options)

@@ -26,6 +26,11 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def requested() -> bool:
+    """Whether Ctrl-C was pressed in this process."""
+    return _requested.is_set()
+
+
 def raise_if_requested() -> None:
     """Raise KeyboardInterrupt again if Ctrl-C was pressed (its first exception may have been swallowed)."""
     if _requested.is_set():

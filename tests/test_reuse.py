@@ -24,13 +24,10 @@ from .conftest import (
     write_study,
 )
 
-# One worker runs this module, so its four real studies are trained once (pytest -n 2 --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("reuse")
-
 SMALL = "batch_size = 128"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, even when other modules run in between
 def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One SQLite storage with four small real studies (greedylr, fixed with the baseline, lrpo, cosine)."""
     tmp = tmp_path_factory.mktemp("reuse")
