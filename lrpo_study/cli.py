@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import SAMPLERS
-from .errors import UserError
+from .errors import UserError, exception_chain
 from .hyperparameters import METHODS
 
 DEFAULT_STORAGE = "sqlite:///lrpo_study.db"  # runner.DEFAULT_STORAGE; not imported here, to keep start-up fast
@@ -417,13 +417,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"lrpo_study: error: {exc}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:
-        from .schedules.curvature import SecondDerivativeUnavailable
-
-        if not isinstance(exc, SecondDerivativeUnavailable):
-            raise
-        print(f"lrpo_study: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("\nlrpo_study: interrupted", file=sys.stderr)
         return 130
@@ -449,11 +442,7 @@ def storage_failure(exc: BaseException, url: str | None) -> str | None:
         return disk or isinstance(e, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError))
 
     # Optuna can mask a failed storage write behind its own error ("Should not reach"): follow the chain.
-    chain: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = exception_chain(exc)
     ours = next((e for e in chain if isinstance(e, UserError)), None)  # e.g. StorageUnavailable behind Optuna's error
     if ours is not None:
         return str(ours)

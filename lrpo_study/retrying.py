@@ -29,7 +29,7 @@ from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import UserError
+from .errors import UserError, exception_chain
 
 
 class StorageUnavailable(UserError):
@@ -38,16 +38,11 @@ class StorageUnavailable(UserError):
 
 def is_transient(exc: BaseException) -> bool:
     """A lost or refused connection, possibly wrapped by Optuna or SQLAlchemy."""
-    seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
-        if isinstance(current, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
-            return True
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+        or (isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated)
+        for e in exception_chain(exc)
+    )
 
 
 class RetryingStorage(BaseStorage, BaseHeartbeat):

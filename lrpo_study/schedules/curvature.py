@@ -16,6 +16,7 @@ from typing import Any, SupportsFloat
 
 import torch
 
+from ..errors import UserError
 from ._base import StepSchedule
 from ._params import Param
 
@@ -37,8 +38,9 @@ def hutchinson_trace(
     return total / n_probes
 
 
-class SecondDerivativeUnavailable(RuntimeError):
-    """The model's graph cannot be differentiated twice (fused kernels such as flash attention on CPU)."""
+class SecondDerivativeUnavailable(UserError, RuntimeError):
+    """The model's graph cannot be differentiated twice (fused kernels such as flash attention on CPU):
+    a choice of model the user can change, so the CLI reports it in one line like any bad input."""
 
 
 def curvature_factor(trace_per_param: float, *, lam: float, clamp: float) -> float:
