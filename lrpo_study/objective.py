@@ -6,6 +6,7 @@ import math
 import os
 import platform
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -18,14 +19,32 @@ from .config import StudySpec
 from .hyperparameters import resolve
 from .pruning import QuantileRule
 from .schedules import SCHEDULES
-from .tasks import Task
+from .tasks import Task, task_options
 from .train import Diverged, EpochMetrics, curve_names, train
 from .trial_view import publish
 
-# The two settings every Pareto chart should show: method, hyperparameters, tag.
-REFERENCES: dict[str, tuple[str, dict[str, Any]]] = {
-    "paper": ("lrpo", {"lr": 0.05, "pretrain_epochs": 10, "finetune_epochs": 5, "finetune_lr": 1e-3, "variant": "faithful"}),
-    "baseline": ("fixed", {"lr": 0.05, "epochs": 100}),
+
+@dataclass(frozen=True)
+class Reference:
+    """A published setting enqueued into every study of its task and method, so the Pareto chart shows it."""
+
+    task: str
+    method: str
+    values: dict[str, Any]
+    task_options: dict[str, Any] = field(default_factory=dict)  # only studies with these options get it
+
+
+# nanoGPT's shakespeare_char CPU recipe: 2000 iterations of batch 12 = 10 epochs of the task.
+_NANOGPT_ADAMW = {"optimizer": "adamw", "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.1, "grad_clip": 1.0, "batch_size": 12}
+_NANOGPT_MODEL = {
+    "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0, "bias": False, "epoch_windows": 2400}
+
+REFERENCES: dict[str, Reference] = {
+    "paper": Reference("fashion-mnist", "lrpo", {
+        "lr": 0.05, "pretrain_epochs": 10, "finetune_epochs": 5, "finetune_lr": 1e-3, "variant": "faithful"}),
+    "baseline": Reference("fashion-mnist", "fixed", {"lr": 0.05, "epochs": 100}),
+    "nanogpt": Reference("shakespeare-char", "cosine", {
+        **_NANOGPT_ADAMW, "lr": 1e-3, "warmup_steps": 100, "eta_min": 1e-4, "epochs": 10}, _NANOGPT_MODEL),
 }
 
 
@@ -48,10 +67,13 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
 
 def reference_params(spec: StudySpec, tag: str) -> dict[str, Any] | None:
     """The params to enqueue for reference ``tag``, or None if it does not fit the study's space."""
-    method, values = REFERENCES[tag]
-    if method != spec.method or spec.task != "fashion-mnist":
-        return None  # the paper's settings are Fashion-MNIST settings
-    reference = resolve(method, values)
+    ref = REFERENCES[tag]
+    options = task_options(spec.task, spec.task_options) if spec.task == ref.task else {}
+    if ref.method != spec.method or spec.task != ref.task or any(options.get(k) != v for k, v in ref.task_options.items()):
+        return None
+    method = ref.method
+    reference = resolve(method, ref.values)
+    held = resolve(method, spec.fixed)  # what the study trains with where it searches nothing
     params: dict[str, Any] = {}
     searched = {p.name: p for p in spec.search}
     for name, value in reference.items():
@@ -60,7 +82,7 @@ def reference_params(spec: StudySpec, tag: str) -> dict[str, Any] | None:
                 if not searched[name].contains(value):
                     return None
                 params[name] = value
-        elif spec.fixed.get(name, resolve(method, {}).get(name)) != value and not _derived(method, name, spec):
+        elif held.get(name) != value and not _derived(method, name, spec):
             return None
     return params
 

@@ -30,7 +30,7 @@ VERSION = "lrpo_study_version"
 HOST = "host"
 PID = "pid"
 THREADS = "threads"
-REFERENCE = "reference"  # enqueued reference trials: "paper" | "baseline"
+REFERENCE = "reference"  # enqueued reference trials: a key of objective.REFERENCES
 RETRIED_FROM = "retried_from"  # a retried trial: the number of the trial it replaces
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 

@@ -25,15 +25,14 @@ import torch
 from _reproduction import parse
 
 from lrpo_study.hyperparameters import resolve
+from lrpo_study.objective import REFERENCES
 from lrpo_study.tasks import load_task
 from lrpo_study.train import train
 
 NANOGPT_VAL_LOSS = 1.88
-TASK = {"split": "nanogpt", "val_windows": 2400}  # every other option: the task's defaults, nanoGPT's CPU model
-RECIPE = {
-    "optimizer": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.1, "grad_clip": 1.0,
-    "batch_size": 12, "epochs": 10, "warmup_steps": 100, "eta_min": 1e-4,
-}
+# nanoGPT's split and a long validation; the model and the recipe are the nanogpt reference of the study files.
+TASK = {**REFERENCES["nanogpt"].task_options, "split": "nanogpt", "val_windows": 2400}
+RECIPE = REFERENCES["nanogpt"].values
 
 
 def main() -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
 
+import optuna
 import pytest
 import torch
 
 from lrpo_study.cache import TrajectoryCache
+from lrpo_study.config import load_spec
 from lrpo_study.hyperparameters import resolve
+from lrpo_study.objective import suggest
+from lrpo_study.runner import prepare_study
 from lrpo_study.schedules import CosineLR
-from lrpo_study.tasks import load_task
+from lrpo_study.tasks import load_task, task_options
 from lrpo_study.train import train
 
 from .conftest import DATA_DIR, assert_one_line_error, run_cli
@@ -20,6 +25,7 @@ from .conftest import DATA_DIR, assert_one_line_error, run_cli
 SMALL = {"block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 16, "epoch_windows": 64, "val_windows": 16}
 TEXT = (DATA_DIR / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
 VOCAB = sorted(set(TEXT))
+STUDIES = Path(__file__).parent.parent / "studies"
 
 
 def decode(ids: torch.Tensor) -> str:
@@ -123,3 +129,25 @@ def test_the_curvature_schedule_needs_the_math_attention_kernel() -> None:
     assert_one_line_error(run_cli(*args), "second derivative", "--task-option attention=math")
     proc = run_cli(*args, "--task-option", "attention=math", "--json")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_cosine_study_enqueues_nanogpts_recipe_and_no_other_study_does(tmp_path: Path) -> None:
+    # nanoGPT's shakespeare_char CPU command, written out from its README (not from our constants).
+    nanogpt = {"optimizer": "adamw", "lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.1, "grad_clip": 1.0,
+               "batch_size": 12, "warmup_steps": 100, "eta_min": 1e-4, "epochs": 10}  # 10 x 200 iterations
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    spec = load_spec(STUDIES / "shakespeare-cosine.toml")
+    study = prepare_study(spec, storage)
+    trial = study.ask()
+    assert trial.user_attrs["reference"] == "nanogpt"
+    hp = resolve("cosine", suggest(trial, spec))
+    assert {k: hp[k] for k in nanogpt} == nanogpt
+    options = task_options(spec.task, spec.task_options)
+    assert {k: options[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "dropout", "bias")} == {
+        "n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64, "dropout": 0.0, "bias": False}
+
+    for name in ("fixed", "greedylr", "lrpo"):
+        other = prepare_study(load_spec(STUDIES / f"shakespeare-{name}.toml"), storage)
+        assert other.get_trials(deepcopy=False) == []
+    smaller = dataclasses.replace(spec, name="small-model", task_options={**spec.task_options, "n_layer": 2})
+    assert prepare_study(smaller, storage).get_trials(deepcopy=False) == []
