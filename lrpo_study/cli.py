@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--storage", default=DEFAULT_STORAGE)
     con.add_argument("--study", action="append", default=[], help="study name (repeatable; default: every lrpo_study study)")
     con.add_argument("--seeds", default="42,43,44", help="comma-separated seeds (default %(default)s)")
-    con.add_argument("--best", type=int, metavar="N", help="the N most accurate trials instead of the Pareto trials")
+    con.add_argument("--best", type=int, metavar="N", help="the N best trials on the first objective instead of the Pareto trials")
     _add_data_args(con)
     con.set_defaults(handler=cmd_confirm)
 

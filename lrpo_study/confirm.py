@@ -4,7 +4,8 @@ For each study: its Pareto trials (or its best ``top`` trials) plus its
 reference trials (paper / baseline) are trained again with each seed (for a
 built-in task the seed also carves a new train/validation split) and the
 final model is scored on the task's test data, which no study ever saw:
-test accuracy, or test loss for a task without accuracy. Results go into
+test accuracy when the study's first objective is an accuracy and the task
+has one, else test loss. Results go into
 the study's user_attrs as ``confirm:<trial number>``.
 """
 
@@ -35,11 +36,8 @@ class Confirmed:
 def chosen_trials(study: optuna.Study, top: int | None) -> list[FrozenTrial]:
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if record.is_ours(t)]
     if top is not None:
-        def best_first(t: FrozenTrial) -> float:
-            r = record.TrialRecord.of(t)
-            return -r.quality if r.has_accuracy else r.quality
-
-        picked = sorted(complete, key=best_first)[:top]
+        sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        picked = sorted(complete, key=lambda t: sign * t.values[0])[:top]  # best first on the first objective
     else:
         picked = record.our_best_trials(study)[: None if len(study.directions) > 1 else 1]
     picked += [t for t in complete if t.user_attrs.get(record.REFERENCE) and t not in picked]
@@ -58,6 +56,7 @@ def confirm_study(
             f"study {study.study_name!r}: task {task_name!r} ({', '.join(f'{k}={v}' for k, v in options.items())}) "
             "has no test data to confirm on"
         )
+    by_accuracy = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE  # accuracy objectives are maximized
     out = []
     for trial in chosen_trials(study, top):
         r = record.TrialRecord.of(trial)
@@ -65,7 +64,7 @@ def confirm_study(
         for seed in seeds:
             result = train(task=tasks[seed], method=r.method, hyperparameters=r.hyperparameters, seed=seed, device=device,
                            progress=True)
-            metric = "test_accuracy" if "test_accuracy" in result.extras else "test_loss"
+            metric = "test_accuracy" if by_accuracy and "test_accuracy" in result.extras else "test_loss"
             values.append(float(result.extras[metric]))
             seconds.append(result.train_seconds)
         confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs)

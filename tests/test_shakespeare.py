@@ -11,6 +11,7 @@ import optuna
 import pytest
 import torch
 
+from lrpo_study import record
 from lrpo_study.cache import TrajectoryCache
 from lrpo_study.config import load_spec
 from lrpo_study.hyperparameters import resolve
@@ -151,3 +152,27 @@ def test_the_cosine_study_enqueues_nanogpts_recipe_and_no_other_study_does(tmp_p
         assert other.get_trials(deepcopy=False) == []
     smaller = dataclasses.replace(spec, name="small-model", task_options={**spec.task_options, "n_layer": 2})
     assert prepare_study(smaller, storage).get_trials(deepcopy=False) == []
+
+
+def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(tmp_path: Path) -> None:
+    options = "\n".join(f"{k} = {v}" for k, v in SMALL.items())
+    study = tmp_path / "loss.toml"
+    study.write_text(
+        '[study]\nname = "loss"\nmethod = "cosine"\nobjectives = ["final_val_loss", "train_seconds"]\nn_trials = 2\n'
+        f'[task]\nname = "shakespeare-char"\n{options}\n[pruning]\nrule = "none"\n'
+        '[fixed]\noptimizer = "adamw"\nbatch_size = 16\nepochs = 2\n'
+        '[search]\nlr = { type = "float", low = 1e-3, high = 1e-2, log = true }\n'
+    )
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert run_cli("optimize", str(study), "--storage", url, "--no-progress").returncode == 0
+    proc = run_cli("confirm", "--storage", url, "--seeds", "7", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    stored = optuna.load_study(study_name="loss", storage=url)
+    confirmed = record.confirmations(stored.user_attrs)
+    assert confirmed and all(c.metric == "test_loss" for c in confirmed.values())
+    number, result = next(iter(confirmed.items()))
+    hp = record.TrialRecord.of(stored.trials[number]).hyperparameters
+    again = train(task=load_task("shakespeare-char", SMALL, data_dir=str(DATA_DIR), seed=7), method="cosine",
+                  hyperparameters=hp, seed=7)
+    assert result.values == [again.extras["test_loss"]]
+    assert 0.0 < again.extras["test_accuracy"] < 1.0  # the task has accuracy: the study's objective decided
