@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--study", action="append", default=[], help="study name (repeatable; default: every lrpo_study study)")
     con.add_argument("--seeds", default="42,43,44", help="comma-separated seeds (default %(default)s)")
     con.add_argument("--best", type=int, metavar="N", help="the N best trials on the first objective instead of the Pareto trials")
+    con.add_argument("--trial", type=int, action="append", default=[], metavar="N",
+                     help="exactly this trial (repeatable; needs one --study)")
     _add_data_args(con)
     con.set_defaults(handler=cmd_confirm)
 
@@ -180,6 +182,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
     if args.best is not None and args.best < 1:
         raise UserError(f"--best must be >= 1, got {args.best}")
+    if args.trial and (len(args.study) != 1 or args.best is not None):
+        raise UserError(f"--trial needs exactly one --study and no --best, got --study {args.study} --best {args.best}")
     resolve_root(args.data_dir)
     resolve_device(args.device)
     storage = open_storage(args.storage)
@@ -194,7 +198,8 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         if not args.study and task == "fashion-mnist" and options.get("split") == "paper":
             print(f"{study.study_name}: skipped (split 'paper' has no untouched test set)")
             continue
-        results += confirm_study(study, seeds=seeds, top=args.best, device_name=args.device, data_dir=args.data_dir)
+        results += confirm_study(study, seeds=seeds, top=args.best, device_name=args.device, data_dir=args.data_dir,
+                                 numbers=args.trial)
     print(confirmation_table(results))
     return 0
 

@@ -33,8 +33,16 @@ class Confirmed:
     result: record.Confirmation
 
 
-def chosen_trials(study: optuna.Study, top: int | None) -> list[FrozenTrial]:
+def chosen_trials(study: optuna.Study, top: int | None, numbers: list[int] | None = None) -> list[FrozenTrial]:
+    """``numbers`` exactly, else the ``top`` best on the first objective, else the Pareto trials;
+    the reference trials are added to the last two."""
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if record.is_ours(t)]
+    if numbers:
+        by_number = {t.number: t for t in complete}
+        missing = [n for n in numbers if n not in by_number]
+        if missing:
+            raise UserError(f"study {study.study_name!r} has no complete trial {missing[0]} of lrpo_study's, got {numbers=}")
+        return [by_number[n] for n in sorted(set(numbers))]
     if top is not None:
         sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
         picked = sorted(complete, key=lambda t: sign * t.values[0])[:top]  # best first on the first objective
@@ -46,9 +54,11 @@ def chosen_trials(study: optuna.Study, top: int | None) -> list[FrozenTrial]:
 
 def confirm_study(
     study: optuna.Study, *, seeds: list[int], top: int | None, device_name: str, data_dir: str | None,
+    numbers: list[int] | None = None,
 ) -> list[Confirmed]:
     """Confirm ``study``'s chosen trials; a task without test data is a ``UserError``."""
     task_name, options = record.stored_task(study.user_attrs[record.SPEC])
+    chosen = chosen_trials(study, top, numbers)  # a bad trial number fails before any data is loaded
     device = resolve_device(device_name)
     tasks = {seed: load_task(task_name, options, data_dir=data_dir, seed=seed).to(device) for seed in seeds}
     if any(task.test is None for task in tasks.values()):
@@ -58,7 +68,7 @@ def confirm_study(
         )
     by_accuracy = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE  # accuracy objectives are maximized
     out = []
-    for trial in chosen_trials(study, top):
+    for trial in chosen:
         r = record.TrialRecord.of(trial)
         values, seconds = [], []
         for seed in seeds:

@@ -176,3 +176,10 @@ def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(t
                   hyperparameters=hp, seed=7)
     assert result.values == [again.extras["test_loss"]]
     assert 0.0 < again.extras["test_accuracy"] < 1.0  # the task has accuracy: the study's objective decided
+
+    proc = run_cli("confirm", "--storage", url, "--study", "loss", "--trial", "1", "--seeds", "8", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    after = record.confirmations(optuna.load_study(study_name="loss", storage=url).user_attrs)
+    assert after[1].seeds == [8] and all(c.seeds == [7] for n, c in after.items() if n != 1)
+    assert_one_line_error(run_cli("confirm", "--storage", url, "--study", "loss", "--trial", "5"), "no complete trial 5")
+    assert_one_line_error(run_cli("confirm", "--storage", url, "--trial", "1"), "--trial needs exactly one --study")
