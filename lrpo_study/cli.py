@@ -297,6 +297,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         lambda record: not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
         and not (interrupts.requested() and "failed" in record.getMessage())
     )
+    # When a database server goes away mid-query, Optuna logs a guess (too many IN variables) and retries
+    # the query; the retrying storage and storage_failure below report the real cause in one line.
+    logging.getLogger("optuna.storages._rdb.storage").addFilter(
+        lambda record: not record.getMessage().startswith("Caught an error from sqlalchemy")
+    )
     try:
         run_all(specs, options)
     except KeyboardInterrupt:
