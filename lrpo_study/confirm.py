@@ -44,12 +44,16 @@ def chosen_trials(study: optuna.Study, top: int | None, numbers: list[int] | Non
             raise UserError(f"study {study.study_name!r} has no complete trial {missing[0]} of lrpo_study's, got {numbers=}")
         return [by_number[n] for n in sorted(set(numbers))]
     if top is not None:
-        sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        sign = -1.0 if _maximizes_first(study) else 1.0
         picked = sorted(complete, key=lambda t: sign * t.values[0])[:top]  # best first on the first objective
     else:
         picked = record.our_best_trials(study)[: None if len(study.directions) > 1 else 1]
     picked += [t for t in complete if t.user_attrs.get(record.REFERENCE) and t not in picked]
     return sorted(picked, key=lambda t: t.number)
+
+
+def _maximizes_first(study: optuna.Study) -> bool:
+    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
 
 
 def confirm_study(
@@ -66,7 +70,7 @@ def confirm_study(
             f"study {study.study_name!r}: task {task_name!r} ({', '.join(f'{k}={v}' for k, v in options.items())}) "
             "has no test data to confirm on"
         )
-    by_accuracy = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE  # accuracy objectives are maximized
+    by_accuracy = _maximizes_first(study)  # the maximized objectives are the accuracies
     out = []
     for trial in chosen:
         r = record.TrialRecord.of(trial)

@@ -68,8 +68,10 @@ def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
 def reference_params(spec: StudySpec, tag: str) -> dict[str, Any] | None:
     """The params to enqueue for reference ``tag``, or None if it does not fit the study's space."""
     ref = REFERENCES[tag]
-    options = task_options(spec.task, spec.task_options) if spec.task == ref.task else {}
-    if ref.method != spec.method or spec.task != ref.task or any(options.get(k) != v for k, v in ref.task_options.items()):
+    if (ref.task, ref.method) != (spec.task, spec.method):
+        return None
+    options = task_options(spec.task, spec.task_options)
+    if any(options.get(k) != v for k, v in ref.task_options.items()):
         return None
     method = ref.method
     reference = resolve(method, ref.values)
