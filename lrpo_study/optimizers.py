@@ -25,6 +25,8 @@ OPTIMIZER_PARAMS: dict[str, Param] = {
     "adam_eps": Param(float, 1e-8, "AdamW ε", low=0.0, low_open=True, high=1.0),
     "weight_decay": Param(float, 1e-4, "weight decay (decoupled for AdamW)", low=0.0, high=10.0),
 }
+_FUSED_DEVICES = ("cpu", "cuda")
+_FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 OWN_KEYS: dict[str, tuple[str, ...]] = {"sgd": ("momentum", "nesterov"), "adamw": ("beta1", "beta2", "adam_eps")}
 
 
@@ -52,6 +54,9 @@ def build_optimizer(
     applies to parameters of two or more dimensions only (a second group without decay holds
     biases and norms), as nanoGPT's recipe does."""
     groups: Any = list(params)
+    # torch's fused kernels (one per parameter, not ~10 element-wise ops) are the same update,
+    # equal to the loop implementation to rounding; they exist for these devices and dtypes only.
+    fused = all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in groups) or None
     if matrices_only:
         groups = [
             {"params": [p for p in groups if p.dim() >= 2]},
@@ -60,7 +65,9 @@ def build_optimizer(
     if hp["optimizer"] == "adamw":
         return torch.optim.AdamW(
             groups, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["adam_eps"], weight_decay=hp["weight_decay"],
+            fused=fused,
         )
     return torch.optim.SGD(
         groups, lr=hp["lr"], momentum=hp["momentum"], nesterov=hp["nesterov"], weight_decay=hp["weight_decay"],
+        fused=fused,
     )

@@ -87,12 +87,15 @@ def test_a_stalled_worker_s_trial_is_failed_by_the_heartbeat_and_retried(tmp_pat
             study = load(name, url)
         except Exception:  # noqa: BLE001  (not created yet)
             continue
-        if study.get_trials(states=FINISHED) and study.get_trials(states=(TrialState.RUNNING,)):
+        running = study.get_trials(states=(TrialState.RUNNING,))
+        # Stopped before its lr is suggested, the trial would be retried with a fresh sample, not its own.
+        if study.get_trials(states=FINISHED) and running and running[0].params:
             break
     proc.send_signal(signal.SIGSTOP)
     try:
         study = load(name, url)
         (stalled,) = study.get_trials(states=(TrialState.RUNNING,))
+        assert stalled.params, "the worker was stopped before its trial sampled a value"
         optimize(spec, url, "--heartbeat", "1")
         study = load(name, url)
         assert len(study.get_trials(states=FINISHED)) == 3
