@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import SAMPLERS
 from .errors import UserError, exception_chain
-from .hyperparameters import METHODS
+from .names import METHODS, SAMPLERS
 
 DEFAULT_STORAGE = "sqlite:///lrpo_study.db"  # runner.DEFAULT_STORAGE; not imported here, to keep start-up fast
 DEFAULT_STUDY = Path(__file__).with_name("default_study.toml")
@@ -22,7 +21,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad flags as one line (the CLI prints it, exit 2)."""
 
     def error(self, message: str) -> NoReturn:
-        raise UserError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("lrpo_study").strip()  # the CLI's own prefix is printed once
+        raise UserError(f"{command}: {message}" if command else message)
 
 
 def parse_set(items: Sequence[str], *, flag: str = "--set") -> dict[str, Any]:

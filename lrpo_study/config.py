@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .errors import UserError
 from .hyperparameters import METHODS, method_params, resolve
+from .names import SAMPLERS
 from .tasks import DEFAULT_TASK, task_options
 
 Direction = Literal["maximize", "minimize"]
@@ -24,7 +25,6 @@ OBJECTIVES: dict[str, Direction] = {
     "train_seconds": "minimize",
     "epochs": "minimize",
 }
-SAMPLERS = ("tpe", "nsgaii", "random", "gp")
 SINGLE_PRUNERS = ("median", "successive_halving", "hyperband", "none")
 MULTI_PRUNERS = ("quantile", "none")
 _STUDY_KEYS = {

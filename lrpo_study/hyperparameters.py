@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .names import METHODS
 from .optimizers import OPTIMIZER_PARAMS, check_optimizer, irrelevant_keys
 from .schedules import SCHEDULES, Param, validate_params
 
-METHODS = tuple(SCHEDULES)
+if tuple(SCHEDULES) != METHODS:  # the command line offers METHODS without importing the schedules
+    raise ImportError(f"lrpo_study.names.METHODS {METHODS} differs from the schedules {tuple(SCHEDULES)}")
 
 TRAIN_PARAMS: dict[str, Param] = {
     # Bounded far above any lr that trains, so that no value overflows float32 on the way to the optimizer.

@@ -202,11 +202,11 @@ def test_a_changed_study_file_is_refused_on_resume_naming_what_changed(tmp_path:
     more = write_study(tmp_path / "s.toml", name="edited", n_trials=2, fixed="epochs = 2\nbatch_size = 256")
     assert run_cli("optimize", str(more), "--storage", url, "--no-progress").returncode == 0  # a larger total is fine
     text = spec.read_text()
-    for edited, needles in [
-        (text.replace("train_size = 1024", "train_size = 2048"), ["task.train_size: 1024 → 2048"]),
-        (text.replace('"best_val_accuracy", "train_seconds"', '"final_val_accuracy", "epochs"'), ["objectives[0]", "final_val_accuracy"]),
-        (text.replace("log = true", "log = false"), ["search.lr.log: True → False"]),
-        (text.replace("epochs = 2", "epochs = 3"), ["fixed.epochs: 2 → 3"]),
+    for edited, needles in [  # two edits a file: each is named
+        (text.replace("train_size = 1024", "train_size = 2048").replace("log = true", "log = false"),
+         ["task.train_size: 1024 → 2048", "search.lr.log: True → False"]),
+        (text.replace('"best_val_accuracy", "train_seconds"', '"final_val_accuracy", "epochs"').replace("epochs = 2", "epochs = 3"),
+         ["objectives[0]", "final_val_accuracy", "fixed.epochs: 2 → 3"]),
     ]:
         spec.write_text(edited)
         assert_one_line_error(run_cli("optimize", str(spec), "--storage", url, "--no-progress"), *needles, "new [study] name")

@@ -13,8 +13,9 @@ shifted by one. An epoch is ``epoch_windows`` windows drawn without
 replacement from every window of the training text (a fresh draw each epoch,
 as nanoGPT draws random offsets): the default 2,400 windows of 64 characters
 are 153,600 tokens, 200 iterations of nanoGPT's batch of 12, so its
-2,000-iteration run (1.536 M tokens) is 10 epochs; about 5.5 s per epoch for
-the default model on 2 CPU cores (measured: scripts/bench_epoch.py). Validation scores ``val_windows`` windows evenly spaced over
+2,000-iteration run (1.536 M tokens) is 10 epochs; 5.7 to 11 s per epoch for
+the default model on 2 CPU cores, depending on the machine (measured:
+scripts/bench_epoch.py). Validation scores ``val_windows`` windows evenly spaced over
 the validation text (the test slice: all of its non-overlapping windows).
 
 Model: GPT-style decoder, pre-LayerNorm blocks, causal self-attention through
