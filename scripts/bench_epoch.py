@@ -73,7 +73,7 @@ def main() -> None:
     ref = reference_train(reference_loader(args.data_dir), device, args.epochs)
     task = load_task("fashion-mnist", {"split": "paper", "train_size": SAMPLES}, data_dir=args.data_dir, seed=42)
     params = count_parameters(reference_mlp())
-    seconds, flops = timed_epochs(task, resolve("fixed", {"epochs": args.epochs + 1}), device, ((BATCH, 784, 256),))
+    seconds, flops, _ = timed_epochs(task, resolve("fixed", {"epochs": args.epochs + 1}), device, ((BATCH, 784, 256),))
     fraction = statistics.median(6 * params * SAMPLES / f / s for s, f in zip(seconds, flops, strict=True))
     ref_s, ours_s = statistics.median(ref), statistics.median(seconds)
     print(f"reference DataLoader epoch: {ref_s:.3f} s  (epochs: {', '.join(f'{t:.3f}' for t in ref)})")
@@ -85,14 +85,15 @@ def main() -> None:
 
 def timed_epochs(
     task: Task, hp: dict[str, Any], device: torch.device, shapes: tuple[tuple[int, int, int], ...],
-) -> tuple[list[float], list[float]]:
-    """Seconds of each epoch after the first, and the matmul FLOP/s around it (the mean of the
-    rates measured just before and just after it; the hook runs outside the epoch's timing)."""
+) -> tuple[list[float], list[float], int]:
+    """Seconds of each epoch after the first, the matmul FLOP/s around it (the mean of the rates
+    measured just before and just after it; the hook runs outside the epoch's timing), and the
+    model's parameter count."""
     rates: list[float] = []
     result = train(task=task, method="fixed", hyperparameters=hp, seed=42, device=device,
                    on_epoch=[lambda _: rates.append(matmul_flops(device, shapes))])
     around = [(before + after) / 2 for before, after in itertools.pairwise(rates)]
-    return result.curves["seconds"][1:], around
+    return result.curves["seconds"][1:], around, result.model_parameters
 
 
 def bench_shakespeare(args: argparse.Namespace, device: torch.device) -> None:
@@ -102,8 +103,7 @@ def bench_shakespeare(args: argparse.Namespace, device: torch.device) -> None:
                            "weight_decay": 0.1, "grad_clip": 1.0, "batch_size": 12})
     width, rows = o["n_embd"], 12 * o["block_size"]
     shapes = ((rows, width, 3 * width), (rows, width, 4 * width), (rows, 4 * width, width), (rows, width, 65))
-    seconds, flops = timed_epochs(task, hp, device, shapes)
-    params = count_parameters(task.build_model())
+    seconds, flops, params = timed_epochs(task, hp, device, shapes)
     tokens = task.samples_per_epoch * o["block_size"]
     per_token = 6 * params + 12 * o["n_layer"] * o["block_size"] * width
     fractions = [per_token * tokens / f / s for s, f in zip(seconds, flops, strict=True)]

@@ -31,8 +31,9 @@ def test_fused_optimizer_steps_like_torchs_loop_implementation(given: dict[str, 
         group["fused"], group["foreach"] = None, False
     x, y = small_task.train
     for step in range(6):
+        batch = slice(step * 256, (step + 1) * 256)
         fast.zero_grad(set_to_none=True)
-        small_task.loss_fn(model(x[step * 256:(step + 1) * 256]), y[step * 256:(step + 1) * 256]).backward()
+        small_task.loss_fn(model(x[batch]), y[batch]).backward()
         for p, q in zip(model.parameters(), twin.parameters(), strict=True):
             q.grad = p.grad.clone()
         for opt in (fast, loop):
