@@ -15,7 +15,6 @@ per-sample transforms and no DataLoader in the hot loop.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,50 +73,21 @@ def resolve_root(data_dir: str | os.PathLike[str] | None, *, needs: str | None =
     return root, False
 
 
-_FILES = {  # the official file names (as torchvision's download leaves them, unpacked) and their IDX shapes
-    True: (("train-images-idx3-ubyte", (60000, 28, 28)), ("train-labels-idx1-ubyte", (60000,))),
-    False: (("t10k-images-idx3-ubyte", (10000, 28, 28)), ("t10k-labels-idx1-ubyte", (10000,))),
-}
-
-
-def read_idx(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
-    """An IDX file of unsigned bytes (the MNIST format) of exactly ``shape``.
-
-    torchvision reads these too, but importing torchvision imports ``torch._dynamo``
-    (about 2.4 s of CPU, as long as torch itself): every ``run`` and every worker would pay it.
-    torchvision stays for downloading; ``tests/test_models_data.py`` compares the two readers.
-    """
-    data = path.read_bytes()
-    header = 4 + 4 * len(shape)
-    magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
-    if magic != 0x0800 + len(shape):  # 0x08: unsigned bytes; then the number of dimensions
-        raise UserError(f"Fashion-MNIST file {str(path)!r} is corrupted: not an IDX file of {len(shape)}-dimensional bytes")
-    found = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(len(shape)))
-    if found != shape or len(data) != header + math.prod(shape):
-        raise UserError(f"Fashion-MNIST file {str(path)!r} is truncated or corrupted: {len(data):,} bytes "
-                        f"for shape {found}, expected {header + math.prod(shape):,} bytes for {shape}")
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(shape)
-
-
 def _load_official(root: Path, *, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    part = "train" if train else "test"
-    raw = root / "FashionMNIST" / "raw"
-    (images, image_shape), (labels, label_shape) = _FILES[train]
-    if download and not all((raw / name).is_file() for name in (images, labels)):
-        from torchvision.datasets import FashionMNIST  # noqa: PLC0415  (slow to import; only downloading needs it)
+    from torchvision.datasets import FashionMNIST  # noqa: PLC0415  (torchvision's import is slow; only loading needs it)
 
-        try:
-            FashionMNIST(root=str(root), train=train, download=True)
-        except Exception as exc:  # torchvision raises RuntimeError/ValueError/AssertionError on bad files
-            first = f"{exc}".strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"cannot read Fashion-MNIST {part} files under {str(root)!r}: {first}; offline? pass "
-                            f"--data-dir DIR or set {DATA_DIR_ENV}=DIR, the folder holding FashionMNIST/raw/") from exc
-    missing = [name for name in (images, labels) if not (raw / name).is_file()]
-    if missing:
-        raise UserError(f"cannot read Fashion-MNIST {part} files under {str(root)!r}: {raw / missing[0]} is missing")
-    x, y = read_idx(raw / images, image_shape), read_idx(raw / labels, label_shape).long()
-    if int(y.max()) > 9:
-        raise UserError(f"Fashion-MNIST {part} labels under {str(root)!r} are corrupted: a label above 9")
+    part = "train" if train else "test"
+    try:
+        ds = FashionMNIST(root=str(root), train=train, download=download)
+    except Exception as exc:  # torchvision raises RuntimeError/ValueError/AssertionError on bad files
+        hint = (f"; offline? pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, the folder holding FashionMNIST/raw/"
+                if download else "")
+        first = f"{exc}".strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read Fashion-MNIST {part} files under {str(root)!r}: {first}{hint}") from exc
+    x, y = ds.data, ds.targets
+    expected = 60000 if train else 10000
+    if x.shape != (expected, 28, 28) or y.shape != (expected,) or int(y.max()) > 9:
+        raise UserError(f"Fashion-MNIST {part} files under {str(root)!r} are corrupted: images {tuple(x.shape)}")
     return x, y
 
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -61,25 +60,3 @@ def test_bad_data_dir_is_a_user_error(tmp_path: Path) -> None:
         (raw / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)
     with pytest.raises(UserError, match="Fashion-MNIST"):
         load_split(data_dir=tmp_path)
-
-
-def test_our_idx_reader_reads_what_torchvision_reads(data_dir: Path, tmp_path: Path) -> None:
-    from torchvision.datasets import FashionMNIST
-
-    from lrpo_study.data import read_idx
-
-    raw = data_dir / "FashionMNIST" / "raw"
-    reference = FashionMNIST(root=str(data_dir), train=False, download=False)
-    assert torch.equal(read_idx(raw / "t10k-images-idx3-ubyte", (10000, 28, 28)), reference.data)
-    assert torch.equal(read_idx(raw / "t10k-labels-idx1-ubyte", (10000,)).long(), reference.targets)
-    whole = (raw / "t10k-labels-idx1-ubyte").read_bytes()
-    for name, data, needle in [
-        ("short", whole[:-1], "truncated"),
-        ("longer", whole + b"\x00", "truncated"),
-        ("other-shape", whole[:4] + (9999).to_bytes(4, "big") + whole[8:-1], "(9999,)"),
-        ("not-idx", b"\x00\x00\x09\x01" + whole[4:], "not an IDX file"),
-        ("empty", b"", "not an IDX file"),
-    ]:
-        (tmp_path / name).write_bytes(data)
-        with pytest.raises(UserError, match=re.escape(needle)):
-            read_idx(tmp_path / name, (10000,))
