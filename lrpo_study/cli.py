@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import interrupts
 from .errors import UserError, exception_chain
 from .names import METHODS, SAMPLERS
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(flag, type=kind, choices=choices,
                          help=f"fashion-mnist option (default {default}); same as --task-option {flag[2:].replace('-', '_')}=...")
     run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run.add_argument("--test", action="store_true", help="also score the final model on the task's test data (never done in studies)")
     _add_data_args(run)
 
     opt = sub.add_parser(
@@ -289,8 +291,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     )
     import optuna
 
-    from . import interrupts
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Ctrl-C is reported in one line below; Optuna would also log the trial it failed, with a traceback.
     logging.getLogger("optuna.study._optimize").addFilter(
@@ -393,6 +393,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     device = resolve_device(args.device)
     task = load_task(args.task, _run_task_options(args), data_dir=args.data_dir, seed=args.seed).to(device)
+    if args.test and task.test is None:
+        raise UserError(f"--test: task {args.task!r} with these options has no test data (the paper split has none)")
 
     def table_row(m: EpochMetrics) -> None:
         if m.epoch == 1:
@@ -404,6 +406,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = train(
             task=task, method=method, hyperparameters=hp, seed=args.seed, device=device,
             on_epoch=() if args.json else (table_row,), progress=sys.stderr.isatty(),  # no bar in logs
+            score_test=args.test,
         )
     except Diverged as exc:
         raise UserError(f"{method} {exc} (lr={hp['lr']:g}: try a lower lr)") from None
@@ -415,27 +418,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{accuracy}final val loss {result.final_val_loss:.4f} | "
         f"epochs {result.epochs} | train seconds {result.train_seconds:.2f}"
         + (f" | alpha {result.extras['alpha']:.4f}" if "alpha" in result.extras else "")
+        + "".join(f" | {name.replace('_', ' ')} {result.extras[name]:.4f}" for name in ("test_loss", "test_accuracy")
+                  if name in result.extras)
     )
     return 0
 
 
+def entry() -> NoReturn:
+    """The ``lrpo-study`` console script: ``python -m lrpo_study``."""
+    interrupts.install()
+    sys.exit(main())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (2: bad input, 130: interrupted)."""
     try:
         args = build_parser().parse_args(argv)
         handler = {"run": cmd_run}.get(args.command) or args.handler
-        return int(handler(args))
-    except UserError as exc:
-        print(f"lrpo_study: error: {exc}", file=sys.stderr)
-        return 2
+        status = int(handler(args))
     except KeyboardInterrupt:
-        print("\nlrpo_study: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a storage that fails after it was opened: damaged, read-only, full disk
+        print(f"\n{interrupts.MESSAGE}", file=sys.stderr)
+        return interrupts.EXIT_STATUS
+    except Exception as exc:
+        if interrupts.requested():  # whatever failed, a Ctrl-C swallowed on the way (a finalizer, C code) is the cause
+            print(f"\n{interrupts.MESSAGE}", file=sys.stderr)
+            return interrupts.EXIT_STATUS
+        if isinstance(exc, UserError):
+            print(f"lrpo_study: error: {exc}", file=sys.stderr)
+            return 2
+        # a storage that fails after it was opened: damaged, read-only, full disk
         message = storage_failure(exc, getattr(args, "storage", None))
         if message is None:
             raise
         print(f"lrpo_study: error: {message}", file=sys.stderr)
         return 2
+    if status != interrupts.EXIT_STATUS and interrupts.requested():
+        print(f"\n{interrupts.MESSAGE}", file=sys.stderr)
+        return interrupts.EXIT_STATUS
+    return status
 
 
 def storage_failure(exc: BaseException, url: str | None) -> str | None:

@@ -77,7 +77,7 @@ def confirm_study(
         values, seconds = [], []
         for seed in seeds:
             result = train(task=tasks[seed], method=r.method, hyperparameters=r.hyperparameters, seed=seed, device=device,
-                           progress=True)
+                           progress=True, score_test=True)
             metric = "test_accuracy" if by_accuracy and "test_accuracy" in result.extras else "test_loss"
             values.append(float(result.extras[metric]))
             seconds.append(result.train_seconds)

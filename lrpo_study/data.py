@@ -79,7 +79,7 @@ def _load_official(root: Path, *, train: bool, download: bool) -> tuple[torch.Te
     part = "train" if train else "test"
     try:
         ds = FashionMNIST(root=str(root), train=train, download=download)
-    except Exception as exc:  # torchvision raises RuntimeError/ValueError/AssertionError on bad files
+    except (RuntimeError, ValueError, AssertionError, OSError) as exc:  # what torchvision raises on a bad or missing file
         hint = (f"; offline? pass --data-dir DIR or set {DATA_DIR_ENV}=DIR, the folder holding FashionMNIST/raw/"
                 if download else "")
         first = f"{exc}".strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

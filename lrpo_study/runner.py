@@ -22,7 +22,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from . import record
+from . import interrupts, record
 from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore, beside_storage
 from .config import StudySpec, check_objectives
@@ -283,6 +283,19 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
             f"journal:PATH or postgresql+psycopg://..., not {mask_url(options.storage)}"
         )
     task = spec_task(spec, options)
+    _import_lazy_modules()
+    with interrupts.as_exception():  # from the first write on, Ctrl-C fails the running trial and closes the storage
+        return _run_study(spec, options, task)
+
+
+def _import_lazy_modules() -> None:
+    """Modules torch imports on first use (``torch._dynamo`` at an optimizer's first param group, NumPy
+    from C code that swallows errors): imported now, while a Ctrl-C still ends the process at once."""
+    import numpy  # noqa: F401, PLC0415
+    import torch._dynamo  # noqa: F401, PLC0415
+
+
+def _run_study(spec: StudySpec, options: RunOptions, task: Task) -> optuna.Study:
     storage = options.open_storage()
     study = prepare_study(spec, storage)
     target = options.n_trials or spec.n_trials

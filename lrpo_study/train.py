@@ -178,7 +178,7 @@ def train(
     *, task: Task, method: str, hyperparameters: Mapping[str, Any], seed: int = 42,
     device: torch.device | str = "cpu", on_epoch: Sequence[EpochHook] = (), on_step: Sequence[StepHook] = (),
     progress: bool = False, probe_steps: int = 3, on_checkpoint: Callable[[dict[str, Any]], object] | None = None,
-    resume: Mapping[str, Any] | None = None, cache: TrajectoryCache | None = None,
+    resume: Mapping[str, Any] | None = None, cache: TrajectoryCache | None = None, score_test: bool = False,
 ) -> TrainResult:
     """Train ``task``'s model with ``method``'s schedule; ``hyperparameters`` must be resolved
     (see ``lrpo_study.hyperparameters.resolve``).
@@ -189,7 +189,9 @@ def train(
     continue identically; ``resume=state`` continues from such a state. With
     ``cache``, schedules whose lr is constant per epoch start from the longest
     cached prefix of their trajectory and store the epochs they compute
-    (``lrpo_study.cache``).
+    (``lrpo_study.cache``). ``score_test`` scores the final model on ``task.test``
+    (``extras["test_loss"]``, ``["test_accuracy"]``): only ``confirm`` and ``run --test`` ask, so
+    no study ever sees the test data.
     """
     hp = dict(hyperparameters)
     device = torch.device(device)
@@ -263,7 +265,7 @@ def train(
         method, hp, task.name, dict(task.options), sum(p.numel() for p in model.parameters()), seed, str(device),
         state.curves, {"cached_epochs": state.cached_epochs, **schedule.extras()},
     )
-    if task.test is not None:
+    if score_test and task.test is not None:
         result.extras["test_loss"], test_accuracy = task.evaluate(model, task.test)
         if test_accuracy is not None:
             result.extras["test_accuracy"] = test_accuracy

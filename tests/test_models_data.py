@@ -60,3 +60,25 @@ def test_bad_data_dir_is_a_user_error(tmp_path: Path) -> None:
         (raw / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 20)
     with pytest.raises(UserError, match="Fashion-MNIST"):
         load_split(data_dir=tmp_path)
+
+
+def _truncated_copy(data_dir: Path, tmp_path: Path) -> Path:
+    raw = data_dir / "FashionMNIST" / "raw"
+    target = tmp_path / "FashionMNIST" / "raw"
+    target.mkdir(parents=True)
+    for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (target / name).write_bytes((raw / name).read_bytes())
+    (target / "train-images-idx3-ubyte").write_bytes((raw / "train-images-idx3-ubyte").read_bytes()[:100_000])
+    return tmp_path
+
+
+def test_only_a_bad_file_is_blamed_on_the_data(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _truncated_copy(data_dir, tmp_path)
+    with pytest.raises(UserError, match="cannot read Fashion-MNIST train files"):
+        load_split(data_dir=root, train_size=16, val_size=16)
+    # NumPy left half-imported, as an interrupted import leaves it: torchvision's reader needs numpy.prod.
+    import numpy
+
+    monkeypatch.delattr(numpy, "prod")
+    with pytest.raises(AttributeError, match="prod"):
+        load_split(data_dir=data_dir, train_size=16, val_size=16)

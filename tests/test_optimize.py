@@ -161,3 +161,26 @@ def test_sqlite_with_several_workers_is_refused(tmp_path: Path) -> None:
     spec = write_study(tmp_path / "s.toml", name="x")
     proc = run_cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 'db.db'}", "--workers", "2")
     assert_one_line_error(proc, "journal", "postgresql")
+
+
+def test_a_study_never_evaluates_the_test_data_and_records_no_test_metric(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lrpo_study.cli import main
+
+    from . import user_task
+
+    spec = tmp_path / "t.toml"
+    spec.write_text(
+        '[study]\nname = "untouched"\nmethod = "fixed"\nobjectives = ["best_val_accuracy", "train_seconds"]\n'
+        'n_trials = 3\n[task]\nname = "tests.user_task:counts_test_passes"\n[pruning]\nrule = "none"\n'
+        '[fixed]\nepochs = 2\nbatch_size = 64\n[search]\nlr = { type = "float", low = 0.01, high = 0.2, log = true }\n'
+    )
+    url = f"sqlite:///{tmp_path / 't.db'}"
+    user_task.test_set_evaluations.clear()
+    assert main(["optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu"]) == 0
+    study = load("untouched", url)
+    assert len(study.get_trials(states=FINISHED)) == 3
+    assert user_task.test_set_evaluations == []
+    assert not any(key.startswith("test_") for t in study.trials for key in t.user_attrs)
+    assert main(["confirm", "--storage", url, "--seeds", "1", "--device", "cpu"]) == 0  # confirm does score it
+    assert user_task.test_set_evaluations
+    capsys.readouterr()

@@ -226,12 +226,13 @@ class Finalizer:
     def __del__(self):  # Ctrl-C arriving here is printed as "Exception ignored" and swallowed by Python
         os.kill(os.getpid(), signal.SIGINT)
 
-Finalizer()
-print("survived the swallowed interrupt", flush=True)
-try:
-    train(task=classification(), method="fixed", hyperparameters=resolve("fixed", {"epochs": 1, "batch_size": 32}))
-except KeyboardInterrupt:
-    print("raised again at the next batch")
+with interrupts.as_exception():  # as inside a study: Ctrl-C is raised, to fail the running trial
+    Finalizer()
+    print("survived the swallowed interrupt", flush=True)
+    try:
+        train(task=classification(), method="fixed", hyperparameters=resolve("fixed", {"epochs": 1, "batch_size": 32}))
+    except KeyboardInterrupt:
+        print("raised again at the next batch")
 """
 
 
@@ -244,13 +245,33 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_is_raised_again(tmp_path: Path) -> No
     assert "raised again at the next batch" in proc.stdout, (proc.stdout, proc.stderr)
 
 
-def test_ctrl_c_while_torch_imports_is_one_line(tmp_path: Path) -> None:
-    proc = start("run", "--method", "fixed", "--epochs", "1")
-    time.sleep(0.6)  # past interpreter start-up, inside the imports of torch and the CLI
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines() == ["lrpo_study: interrupted"], err
+# Seconds after the CLI began importing torch (its first line, which installs the handler, ran before):
+# inside torch's import (NumPy initialised from torch's C code), torchvision's, reading the data, training.
+SIGINT_POINTS = (0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.5, 3.5)
+
+
+def _importing_torch(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_ctrl_c_anywhere_in_start_up_is_one_line_and_130() -> None:
+    procs = [start("run", "--method", "fixed", "--epochs", "20") for _ in SIGINT_POINTS]
+    began: dict[int, float] = {}
+    pending = dict(enumerate(SIGINT_POINTS))
+    deadline = time.monotonic() + 120
+    while pending and time.monotonic() < deadline:  # each process is interrupted at its own point
+        for i, delay in list(pending.items()):
+            pid = procs[i].pid
+            if i not in began and _importing_torch(pid):
+                began[i] = time.monotonic()
+            if i in began and time.monotonic() >= began[i] + delay:
+                procs[i].send_signal(signal.SIGINT)
+                del pending[i]
+        time.sleep(0.01)
+    assert not pending, f"never started importing torch: {pending}"
+    for delay, proc in zip(SIGINT_POINTS, procs, strict=True):
+        _, err = proc.communicate(timeout=120)
+        assert (proc.returncode, err.strip().splitlines()) == (130, ["lrpo_study: interrupted"]), (delay, err)
 
 
 def test_ctrl_c_to_the_process_group_with_two_workers_is_one_line_and_fails_the_trials(tmp_path: Path) -> None:

@@ -51,11 +51,11 @@ def test_windows_targets_and_split_follow_nanogpt() -> None:
 def test_training_lowers_the_validation_loss_and_a_per_epoch_run_is_the_same_from_the_cache(tmp_path: Path) -> None:
     task = load_task("shakespeare-char", SMALL, data_dir=str(DATA_DIR))
     hp = resolve("fixed", {"epochs": 3, "batch_size": 16, "lr": 3e-3, "optimizer": "adamw", "grad_clip": 1.0, "weight_decay": 0.1})
-    scratch = train(task=task, method="fixed", hyperparameters=hp, seed=1)
+    scratch = train(task=task, method="fixed", hyperparameters=hp, seed=1, score_test=True)
     assert scratch.curves["val_loss"][-1] < scratch.curves["val_loss"][0] < math.log(65) + 0.5
     cache = TrajectoryCache(tmp_path / "cache")
     train(task=task, method="fixed", hyperparameters={**hp, "epochs": 2}, seed=1, cache=cache)
-    branched = train(task=task, method="fixed", hyperparameters=hp, seed=1, cache=cache)
+    branched = train(task=task, method="fixed", hyperparameters=hp, seed=1, cache=cache, score_test=True)
     assert branched.extras["cached_epochs"] == 2
     for name in ("train_loss", "val_loss", "val_accuracy", "lr"):
         assert branched.curves[name] == scratch.curves[name], name
@@ -173,7 +173,7 @@ def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(t
     number, result = next(iter(confirmed.items()))
     hp = record.TrialRecord.of(stored.trials[number]).hyperparameters
     again = train(task=load_task("shakespeare-char", SMALL, data_dir=str(DATA_DIR), seed=7), method="cosine",
-                  hyperparameters=hp, seed=7)
+                  hyperparameters=hp, seed=7, score_test=True)
     assert result.values == [again.extras["test_loss"]]
     assert 0.0 < again.extras["test_accuracy"] < 1.0  # the task has accuracy: the study's objective decided
 

@@ -49,3 +49,26 @@ def raises() -> Task:
 
 def not_a_task() -> dict:
     return {"train": None}
+
+
+TEST_MARK = 7.0  # every test input equals this; no training or validation input does
+test_set_evaluations: list[int] = []  # one entry per forward pass over test inputs, in this process
+
+
+class _CountsTestPasses(nn.Module):
+    def __init__(self, features: int, classes: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(features, 32), nn.ReLU(), nn.Linear(32, classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x == TEST_MARK).all()):
+            test_set_evaluations.append(len(x))
+        return self.net(x)
+
+
+def counts_test_passes(*, features: int = 8, classes: int = 4) -> Task:
+    """``classification`` whose model counts the batches it sees from the test split."""
+    task = classification(features=features, classes=classes)
+    x, y = task.test  # type: ignore[misc]
+    return Task(build_model=lambda: _CountsTestPasses(features, classes), train=task.train, val=task.val,
+                test=(torch.full_like(x, TEST_MARK), y), name="blobs-counting")
