@@ -1,4 +1,7 @@
-"""Command line: ``python -m lrpo_study {run,optimize,report,export,dashboard}``."""
+"""lrpo_study: Optuna studies of learning-rate schedules on real training runs.
+
+Train once (run), search (optimize), re-train chosen trials on the untouched test data (confirm),
+compare the studies (report), take a tuned schedule home (export), browse them (dashboard)."""
 
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lrpo_study", description=__doc__)
+    parser = _Parser(prog="lrpo_study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="train once with one schedule and print the curves")

@@ -12,6 +12,7 @@ the study's user_attrs as ``confirm:<trial number>``.
 from __future__ import annotations
 
 import statistics
+import sys
 from dataclasses import dataclass
 
 import optuna
@@ -77,7 +78,7 @@ def confirm_study(
         values, seconds = [], []
         for seed in seeds:
             result = train(task=tasks[seed], method=r.method, hyperparameters=r.hyperparameters, seed=seed, device=device,
-                           progress=True, score_test=True)
+                           progress=sys.stderr.isatty(), score_test=True)
             metric = "test_accuracy" if by_accuracy and "test_accuracy" in result.extras else "test_loss"
             values.append(float(result.extras[metric]))
             seconds.append(result.train_seconds)

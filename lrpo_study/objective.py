@@ -186,8 +186,9 @@ class Objective:
     ) -> Any:
         spec = self.spec
         single = len(spec.objectives) == 1
-        rule = QuantileRule(spec.pruning, higher_is_better=self.task.has_accuracy)
-        curve = "val_accuracy" if self.task.has_accuracy else "val_loss"
+        metric = record.quality_metric(spec.objectives, has_accuracy=self.task.has_accuracy)  # as report scores it
+        rule = QuantileRule(spec.pruning, higher_is_better=record.higher_is_better(metric))
+        curve = "val_loss" if metric == "final_val_loss" else "val_accuracy"
 
         def hook(m: EpochMetrics) -> None:
             for name in curves:

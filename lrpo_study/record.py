@@ -7,7 +7,7 @@ a string of its own; ``TrialRecord`` is the typed view of a finished trial.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,14 +107,31 @@ class TrialRecord:
     def has_accuracy(self) -> bool:
         return "val_accuracy" in self.curves
 
-    @property
-    def quality(self) -> float:
-        """Best validation accuracy, or the final validation loss for a task without accuracy."""
-        return max(self.curves["val_accuracy"]) if self.has_accuracy else self.curves["val_loss"][-1]
+    def quality(self, metric: str) -> float:
+        """The trial's value of a quality metric (``QUALITY_METRICS``) from its curves."""
+        curve, pick = _QUALITY_CURVES[metric]
+        return pick(self.curves[curve])
 
 
-def quality_label(has_accuracy: bool) -> str:
-    return "best validation accuracy" if has_accuracy else "final validation loss"
+# A study's quality is its first objective that scores the model; the other objectives count its cost.
+QUALITY_METRICS = {"best_val_accuracy": "best validation accuracy", "final_val_accuracy": "final validation accuracy",
+                   "final_val_loss": "final validation loss"}
+_QUALITY_CURVES: dict[str, tuple[str, Any]] = {
+    "best_val_accuracy": ("val_accuracy", max), "final_val_accuracy": ("val_accuracy", lambda c: c[-1]),
+    "final_val_loss": ("val_loss", lambda c: c[-1]),
+}
+
+
+def quality_metric(objectives: Sequence[str], *, has_accuracy: bool) -> str:
+    """The quality metric of a study with these objectives (cost-only studies: accuracy where there is one)."""
+    scored = [o for o in objectives if o in QUALITY_METRICS]
+    if scored:
+        return scored[0]
+    return "best_val_accuracy" if has_accuracy else "final_val_loss"
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric != "final_val_loss"
 
 
 @dataclass(frozen=True)

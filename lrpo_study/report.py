@@ -26,29 +26,33 @@ BASELINE_NAME = "fixed-LR baseline, lr 0.05 x 100 epochs (ours)"
 
 @dataclass(frozen=True)
 class MethodTrials:
-    """One study's complete trials. Quality is best validation accuracy (higher is better), or
-    the final validation loss (lower is better) for a task without accuracy."""
+    """One study's complete trials, scored by the study's quality metric (its first objective that
+    scores the model: ``record.quality_metric``)."""
 
     study: optuna.Study
     method: str
     task: str
     trials: list[FrozenTrial]
-    has_accuracy: bool
+    metric: str
+
+    @property
+    def label(self) -> str:
+        return record.QUALITY_METRICS[self.metric]
 
     def quality(self, t: FrozenTrial) -> float:
-        return record.TrialRecord.of(t).quality
+        return record.TrialRecord.of(t).quality(self.metric)
 
     def better(self, a: float, b: float) -> bool:
-        return a > b if self.has_accuracy else a < b
+        return a > b if record.higher_is_better(self.metric) else a < b
 
     def best(self) -> FrozenTrial:
-        pick = max if self.has_accuracy else min
+        pick = max if record.higher_is_better(self.metric) else min
         return pick(self.trials, key=self.quality)
 
     def pareto(self) -> list[FrozenTrial]:
         """Non-dominated trials for (quality, train seconds ↓), by seconds."""
         front: list[FrozenTrial] = []
-        sign = -1 if self.has_accuracy else 1
+        sign = -1 if record.higher_is_better(self.metric) else 1
         for t in sorted(self.trials, key=lambda t: (t.user_attrs[record.TRAIN_SECONDS], sign * self.quality(t))):
             if not front or self.better(self.quality(t), self.quality(front[-1])):
                 front.append(t)
@@ -66,15 +70,16 @@ def collect(storage: optuna.storages.BaseStorage) -> list[MethodTrials]:
                   if record.is_ours(t) and record.CURVES in t.user_attrs]
         if trials:
             has_accuracy = record.TrialRecord.of(trials[0]).has_accuracy
-            out.append(MethodTrials(study, spec["method"], record.stored_task(spec)[0], trials, has_accuracy))
+            metric = record.quality_metric(spec.get("objectives", ()), has_accuracy=has_accuracy)
+            out.append(MethodTrials(study, spec["method"], record.stored_task(spec)[0], trials, metric))
     return out
 
 
-def by_task(methods: list[MethodTrials]) -> dict[str, list[MethodTrials]]:
-    """Studies grouped by task: only studies of one task share a chart."""
-    groups: dict[str, list[MethodTrials]] = {}
+def by_task(methods: list[MethodTrials]) -> dict[tuple[str, str], list[MethodTrials]]:
+    """Studies grouped by task and quality metric: only studies that score the same thing share a chart."""
+    groups: dict[tuple[str, str], list[MethodTrials]] = {}
     for m in methods:
-        groups.setdefault(m.task, []).append(m)
+        groups.setdefault((m.task, m.metric), []).append(m)
     return groups
 
 
@@ -96,7 +101,7 @@ def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
 
     One chart per figure with the legend below it, so it stays readable in a
     half-width dashboard card."""
-    label = record.quality_label(methods[0].has_accuracy)
+    label = methods[0].label
     x_title, x_type = AXES[x_key]
     fig = go.Figure()
     for i, m in enumerate(methods):
@@ -104,7 +109,7 @@ def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=[t.user_attrs[x_key] for t in m.trials], y=[m.quality(t) for t in m.trials],
             mode="markers", marker={"color": color, "opacity": 0.35, "size": 6}, name=f"{_label(m)} trials",
-            legendgroup=_label(m), showlegend=False, text=[_hover(t) for t in m.trials], hoverinfo="text+x+y",
+            legendgroup=_label(m), text=[_hover(t) for t in m.trials], hoverinfo="text+x+y",
         ))
         front = m.pareto()
         fig.add_trace(go.Scatter(
@@ -117,7 +122,7 @@ def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
         m, t = baseline[0]
         fig.add_trace(go.Scatter(x=[t.user_attrs[x_key]], y=[m.quality(t)], mode="markers",
                                  marker={"symbol": "star", "size": 14, "color": "black"}, name=BASELINE_NAME))
-    paper_points = PAPER_POINTS if methods[0].task == "fashion-mnist" else {}
+    paper_points = PAPER_POINTS if (methods[0].task, methods[0].metric) == ("fashion-mnist", "best_val_accuracy") else {}
     for name, (epochs, acc, seconds) in paper_points.items():
         fig.add_trace(go.Scatter(
             x=[seconds if x_key == "train_seconds" else epochs], y=[acc], mode="markers",
@@ -127,15 +132,17 @@ def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
     fig.update_xaxes(type=x_type, title_text=x_title)
     fig.update_yaxes(title_text=label)
     fig.update_layout(
-        title={"text": f"{methods[0].task}: {label} vs {x_title.split(' (')[0]}", "font": {"size": 14}},
-        height=520, margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        title={"text": f"{methods[0].task}: {label} vs {x_title.split(' (')[0]}", "font": {"size": 14}, "x": 0.01, "xanchor": "left"},
+        height=520, margin={"l": 60, "r": 40, "t": 50, "b": 40},
+        modebar={"orientation": "v"},  # down the right edge: a horizontal toolbar covers the card's title
+        showlegend=True,  # plotly hides a legend of one entry; every marker kind is named, always
         legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0, "font": {"size": 10}},
     )
     return fig
 
 
 def curves_figure(methods: list[MethodTrials]) -> go.Figure:
-    curve = "val_accuracy" if methods[0].has_accuracy else "val_loss"
+    curve = "val_loss" if methods[0].metric == "final_val_loss" else "val_accuracy"
     fig = make_subplots(rows=1, cols=2, subplot_titles=("learning rate of Pareto trials", f"{curve} of Pareto trials"))
     for i, m in enumerate(methods):
         for t in m.pareto():
@@ -156,7 +163,7 @@ def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
     for m in methods:
         t = m.best()
         rows.append({
-            "task": m.task, "method": _label(m), "trial": t.number, "quality": f"{record.quality_label(m.has_accuracy)} {m.quality(t):.4f}",
+            "task": m.task, "method": _label(m), "trial": t.number, "quality": f"{m.label} {m.quality(t):.4f}",
             "train seconds": f"{t.user_attrs['train_seconds']:.2f}", "epochs": t.user_attrs["epochs"],
             "complete trials": len(m.trials), "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()),
         })
@@ -184,14 +191,14 @@ def _table_html(rows: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def write_report(methods: list[MethodTrials], output: Path) -> dict[str, list[go.Figure]]:
+def write_report(methods: list[MethodTrials], output: Path) -> dict[tuple[str, str], list[go.Figure]]:
     """The HTML page; returns each task's comparison figures."""
-    figures = {task: [comparison_figure(group, x) for x in AXES] for task, group in by_task(methods).items()}
+    figures = {key: [comparison_figure(group, x) for x in AXES] for key, group in by_task(methods).items()}
     sections = []
-    for i, (task, group) in enumerate(by_task(methods).items()):
+    for i, ((task, metric), group) in enumerate(by_task(methods).items()):
         sections += [
-            f"<h2>Task {html.escape(task)}</h2>",
-            *(fig.to_html(full_html=False, include_plotlyjs=i == 0 and j == 0) for j, fig in enumerate(figures[task])),
+            f"<h2>Task {html.escape(task)}: {html.escape(record.QUALITY_METRICS[metric])}</h2>",
+            *(fig.to_html(full_html=False, include_plotlyjs=i == 0 and j == 0) for j, fig in enumerate(figures[task, metric])),
             curves_figure(group).to_html(full_html=False, include_plotlyjs=False),
         ]
     page = "\n".join([
@@ -216,18 +223,18 @@ def _tag(reference: str) -> str:
     return f" ({reference})" if reference else ""
 
 
-def save_to_dashboard(methods: list[MethodTrials], figures: dict[str, list[go.Figure]]) -> None:
+def save_to_dashboard(methods: list[MethodTrials], figures: dict[tuple[str, str], list[go.Figure]]) -> None:
     from optuna_dashboard import save_note, save_plotly_graph_object  # noqa: PLC0415
 
     for m in methods:
         best = m.best()
         front = m.pareto()
-        label = record.quality_label(m.has_accuracy)
+        label = m.label
         confirmed = "".join(
             f"- trial {r['trial']}{_tag(r['reference'])}: {r['test metric']} {r['mean ± sd']} in {r['epochs']} epochs, seeds {r['seeds']}\n"
             for r in confirmed_table([m])
         )
-        for x_key, figure in zip(AXES, figures[m.task], strict=True):
+        for x_key, figure in zip(AXES, figures[m.task, m.metric], strict=True):
             save_plotly_graph_object(m.study, figure, graph_object_id=f"lrpo_study_vs_{x_key}")
         save_note(m.study, (
             f"## {m.study.study_name}: {m.method} on {m.task}\n\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shlex
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,10 +80,12 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._current.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-        return self._current.infer_relative_search_space(study, trial)
+        with _chosen_features():
+            return self._current.infer_relative_search_space(study, trial)
 
     def sample_relative(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        return self._current.sample_relative(study, trial, search_space)
+        with _chosen_features():
+            return self._current.sample_relative(study, trial, search_space)
 
     def sample_independent(
         self, study: optuna.Study, trial: optuna.trial.FrozenTrial, param_name: str, param_distribution: Any,
@@ -95,13 +98,20 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._current.after_trial(study, trial, state, values)
 
 
+@contextlib.contextmanager
+def _chosen_features() -> Iterator[None]:
+    """TPE's ``group`` (experimental since Optuna 2.8) is chosen on purpose: no warning per study."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def make_sampler(name: str, seed: int, *, parallel: bool) -> optuna.samplers.BaseSampler:
     return TrialSeededSampler(lambda s: _sampler(name, s, parallel=parallel), seed)
 
 
 def _sampler(name: str, seed: int, *, parallel: bool) -> optuna.samplers.BaseSampler:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with _chosen_features():
         if name == "tpe":
             return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=parallel)
         if name == "nsgaii":
@@ -232,11 +242,17 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
 
 
 class _Monitor:
-    """A progress bar over finished trials, polled from the storage (works for any worker count)."""
+    """Progress over finished trials, polled from the storage (works for any worker count).
+
+    On a terminal, a bar; in a log (stderr not a terminal: CI, nohup, a job scheduler), one plain
+    line each time a trial finishes instead of a bar redrawn every second.
+    """
 
     def __init__(self, spec: StudySpec, storage_url: str, start: int, target: int, enabled: bool) -> None:
-        self.spec, self.url, self.enabled = spec, storage_url, enabled
-        self.bar = tqdm(total=target, initial=start, desc=spec.name, unit="trial", disable=not enabled)
+        self.spec, self.url, self.enabled, self.target = spec, storage_url, enabled, target
+        self.live = sys.stderr.isatty()
+        self.bar = tqdm(total=target, initial=start, desc=spec.name, unit="trial", disable=not (enabled and self.live))
+        self.done = start
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -272,8 +288,13 @@ class _Monitor:
             postfix["pareto"] = len(study.best_trials) if complete else 0
         elif complete:
             postfix["best"] = f"{study.best_value:.4f}"
-        self.bar.n = done
-        self.bar.set_postfix(postfix, refresh=True)
+        if self.live:
+            self.bar.n = done
+            self.bar.set_postfix(postfix, refresh=True)
+        elif done != self.done:
+            details = ", ".join(f"{k} {v}" for k, v in postfix.items())
+            print(f"{self.spec.name}: {done}/{self.target} trials finished ({details})", file=sys.stderr, flush=True)
+        self.done = done
 
 
 def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
@@ -356,9 +377,14 @@ def pareto_table(study: optuna.Study) -> str:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return f"{study.study_name}: no complete trials"
-    best = sorted(study.best_trials, key=lambda t: t.values)
+    if len(study.directions) == 1:
+        best = [study.best_trial]
+        title = f"Best trial of {study.study_name} (of {len(complete)} complete):"
+    else:
+        best = sorted(study.best_trials, key=lambda t: t.values)
+        title = f"Pareto trials of {study.study_name} ({len(best)} of {len(complete)} complete):"
     header = f"{'trial':>5}  " + "  ".join(f"{n:>18}" for n in names) + "  reference  params"
-    rows = [f"Pareto trials of {study.study_name} ({len(best)} of {len(complete)} complete):", header]
+    rows = [title, header]
     for t in best:
         values = "  ".join(f"{v:>18.4f}" for v in t.values)
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())

@@ -184,3 +184,22 @@ def test_a_study_never_evaluates_the_test_data_and_records_no_test_metric(tmp_pa
     assert main(["confirm", "--storage", url, "--seeds", "1", "--device", "cpu"]) == 0  # confirm does score it
     assert user_task.test_set_evaluations
     capsys.readouterr()
+
+
+def test_progress_in_a_log_is_a_line_per_finished_trial(tmp_path: Path) -> None:
+    spec = tmp_path / "p.toml"
+    spec.write_text(
+        '[study]\nname = "logged"\nmethod = "fixed"\nobjectives = ["best_val_accuracy"]\nn_trials = 20\n'
+        '[task]\nname = "tests.user_task:classification"\n[pruning]\nrule = "none"\n'
+        '[fixed]\nepochs = 1\nbatch_size = 64\n[search]\nlr = { type = "float", low = 0.01, high = 0.2, log = true }\n'
+    )
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:  # not a terminal, as under CI, nohup or a job scheduler
+        proc = subprocess.run([sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage",
+                               f"sqlite:///{tmp_path / 'p.db'}", "--device", "cpu"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=stderr, text=True, timeout=300)
+    assert proc.returncode == 0, log.read_text()
+    lines = log.read_text().splitlines()
+    assert 1 <= len(lines) <= 25 and "\r" not in log.read_text(), lines
+    assert lines[-1].startswith("logged: 20/20 trials finished"), lines
+    assert "Best trial of logged (of 20 complete):" in proc.stdout
