@@ -37,13 +37,20 @@ from .tasks import Task
 TRAJECTORY_HYPERPARAMETERS = (*OPTIMIZER_PARAMS, "batch_size", "grad_clip")
 
 
+def _device_kind(device: torch.device) -> str:
+    """What decides the numbers: the GPU's model (workers on cuda:0 and cuda:1 of one kind share), not its index."""
+    if device.type != "cuda":
+        return device.type
+    return f"cuda:{torch.cuda.get_device_name(device)}"
+
+
 def cache_context(task: Task, *, seed: int, device: torch.device, hp: Mapping[str, Any]) -> dict[str, Any]:
     """Everything besides the lr history that decides the trajectory."""
     from . import __version__  # noqa: PLC0415  (the package imports this module)
 
     return {
         "task": task.name, "task_options": dict(task.options), "data": task.fingerprint, "seed": seed,
-        "device": device.type, "torch": torch.__version__, "lrpo_study": __version__,
+        "device": _device_kind(device), "torch": torch.__version__, "lrpo_study": __version__,
         **{k: hp[k] for k in TRAJECTORY_HYPERPARAMETERS if k in hp},
     }
 

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--artifact-dir", help="each trial's figure for the dashboard (default: beside a sqlite/journal file; off for servers unless given — use a shared folder)")
     opt.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_data_args(opt)
+    opt.add_argument("--devices", metavar="LIST", help="the GPUs workers use, e.g. 0,1 or cuda:0,cuda:1 (default: every GPU torch sees); worker i trains on the i-th mod their number")
+    opt.add_argument("--trials-per-gpu", type=int, default=1, metavar="N", help="how many workers may share one GPU, for small models (default %(default)s)")
     opt.set_defaults(handler=cmd_optimize)
 
     exp = sub.add_parser("export", help="write a trial's settings as JSON for load_schedule()")
@@ -279,14 +281,21 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise UserError(f"two study files name the same study: {sorted(n for n in names if names.count(n) > 1)[0]!r}")
     from .data import resolve_root
+    from .devices import parse_devices, worker_devices
     from .train import resolve_device
 
     resolve_root(args.data_dir)
     resolve_device(args.device)
+    import torch
+
+    devices = worker_devices(
+        device=args.device, devices=None if args.devices is None else parse_devices(args.devices), workers=args.workers,
+        trials_per_gpu=args.trials_per_gpu, visible=torch.cuda.device_count(),
+    )
     options = RunOptions(
         storage=args.storage, heartbeat=args.heartbeat, storage_timeout=args.storage_timeout, n_trials=args.n_trials,
         workers=args.workers, sampler=args.sampler,
-        seed=args.seed, device=args.device, data_dir=args.data_dir, progress=not args.no_progress,
+        seed=args.seed, device=args.device, worker_devices=tuple(devices), data_dir=args.data_dir, progress=not args.no_progress,
         checkpoint_dir=args.checkpoint_dir or _beside(args.storage, ".checkpoints"),
         cache_dir=None if args.no_cache else args.cache_dir or _beside(args.storage, ".cache"),
         cache_max_bytes=args.cache_size_mb * 1024**2,

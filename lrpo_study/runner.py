@@ -49,6 +49,7 @@ class RunOptions:
     sampler: str | None = None
     seed: int | None = None
     device: str = "auto"
+    worker_devices: tuple[str, ...] = ()  # worker i trains on worker_devices[i] (devices.worker_devices); empty: device
     data_dir: str | None = None
     progress: bool = True
     checkpoint_dir: str | None = None
@@ -216,14 +217,16 @@ def spec_task(spec: StudySpec, options: RunOptions) -> Task:
     return task
 
 
-def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task: Task | None = None) -> None:
-    """One worker: its own storage connection, task data and seeded sampler."""
+def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task: Task | None = None, worker: int = 0) -> None:
+    """Worker number ``worker``: its own device, storage connection, task data and seeded sampler."""
     if options.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
         # Ctrl-C reaches the whole process group; the parent alone handles it (and stops these workers).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    device = resolve_device(options.device)
+    device = torch.device(options.worker_devices[worker]) if options.worker_devices else resolve_device(options.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # synchronize() and friends act on this GPU, not on cuda:0
     task = (task or spec_task(spec, options)).to(device)
     seed = spec.seed if options.seed is None else options.seed
     study = optuna.load_study(
@@ -350,7 +353,7 @@ def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, 
         shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         try:
             Parallel(n_jobs=workers, backend="loky")(
-                delayed(_work)(spec, options, share, target) for share in shares
+                delayed(_work)(spec, options, share, target, worker=i) for i, share in enumerate(shares)
             )
         except TerminatedWorkerError:
             tqdm.write(f"{spec.name}: a worker process died; its trial is failed and retried")

@@ -123,6 +123,7 @@ def test_two_workers_produce_exactly_the_target(backend: str, tmp_path: Path, re
         numbers = [t.number for t in trials]
         assert len(numbers) == len(set(numbers))
         assert len({t.user_attrs["pid"] for t in finished}) == 2  # both worker processes ran trials
+        assert {t.user_attrs["device"] for t in finished} == {"cpu"}  # each trial names its worker's device
     finally:
         if backend == "postgres":
             optuna.delete_study(study_name=name, storage=url)
@@ -203,3 +204,34 @@ def test_progress_in_a_log_is_a_line_per_finished_trial(tmp_path: Path) -> None:
     assert 1 <= len(lines) <= 25 and "\r" not in log.read_text(), lines
     assert lines[-1].startswith("logged: 20/20 trials finished"), lines
     assert "Best trial of logged (of 20 complete):" in proc.stdout
+
+
+def test_workers_are_spread_over_the_gpus_torch_sees() -> None:
+    from lrpo_study.devices import parse_devices, worker_devices
+
+    spread = worker_devices(device="auto", devices=None, workers=4, trials_per_gpu=2, visible=2)
+    assert spread == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]  # worker i on GPU i mod K
+    picked = worker_devices(device="cuda", devices=parse_devices("cuda:3,1"), workers=3, trials_per_gpu=2, visible=4)
+    assert picked == ["cuda:3", "cuda:1", "cuda:3"]
+    assert worker_devices(device="auto", devices=None, workers=3, trials_per_gpu=1, visible=0) == ["cpu"] * 3
+    assert worker_devices(device="cpu", devices=None, workers=2, trials_per_gpu=1, visible=8) == ["cpu"] * 2
+
+
+@pytest.mark.parametrize(("flags", "needles"), [
+    (["--devices", "0"], ["--devices names cuda:0", "torch sees 0 CUDA devices"]),
+    (["--devices", "cuda:0", "--device", "cpu"], ["--devices picks GPUs", "--device cpu"]),
+    (["--devices", "gpu0"], ["--devices", "'gpu0'"]),
+    (["--devices", "0,0"], ["cuda:0 twice"]),
+    (["--trials-per-gpu", "0"], ["--trials-per-gpu must be >= 1"]),
+    (["--device", "cuda"], ["--device cuda", "no CUDA device"]),
+])
+def test_devices_torch_does_not_see_are_refused_in_one_line(tmp_path: Path, flags: list[str], needles: list[str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from lrpo_study.cli import main
+
+    spec = write_study(tmp_path / "d.toml", name="devices")
+    assert main(["optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 'd.db'}", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(n in err[0] for n in needles), err
+    assert not (tmp_path / "d.db").exists()
+
