@@ -123,7 +123,7 @@ class Objective:
             study=trial.study.study_name, method=spec.method, task=spec.task, task_options=spec.task_options,
             data=self.task.fingerprint, seed=spec.train_seed, hp=hp,
             threads=torch.get_num_threads(),  # another thread count sums in another order: another trajectory
-            version=__version__,  # so does another implementation (0.3.0: fused optimizer kernels)
+            version=__version__,  # so does another implementation (0.3.0: fused optimizer kernels; 0.4.0: schedule state without torch's private _last_lr)
         )
         store = self.checkpoints
         resume = store.load(key) if store else None

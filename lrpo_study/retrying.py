@@ -26,7 +26,9 @@ from typing import Any
 import optuna
 import sqlalchemy.exc
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages._heartbeat import (
+    BaseHeartbeat,  # no public name; pinned: tests/test_upgrade_pins.py
+)
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UserError, exception_chain
@@ -90,7 +92,7 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         except StorageUnavailable:
             pass  # the main thread meets the same outage and stops with one line
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:  # what fail_stale_trials calls (pinned)
         if time.monotonic() - self._recovered_at < self._grace:
             return []
         return list(self._retry("_get_stale_trial_ids", lambda: self._inner._get_stale_trial_ids(study_id)))  # type: ignore[attr-defined]

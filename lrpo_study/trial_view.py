@@ -146,6 +146,7 @@ def renote(study: optuna.Study, trial: optuna.trial.FrozenTrial, confirmation: r
     from optuna_dashboard import save_note  # noqa: PLC0415
 
     outcome = trial.state.name.lower()
-    # The dashboard keys trial notes by the storage's trial id; optuna.Trial is how its API addresses one.
+    # The dashboard keys trial notes by the storage's trial id; optuna.Trial is how its API addresses one, and a
+    # FrozenTrial's id has no public name (pinned: tests/test_upgrade_pins.py).
     save_note(optuna.Trial(study, trial._trial_id),
               trial_note(trial.user_attrs, trial.params, number=trial.number, outcome=outcome, confirmation=confirmation))

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import optuna
-from optuna._hypervolume import compute_hypervolume  # no public equivalent in Optuna 5.0
 from optuna.trial import TrialState
 
 from lrpo_study.config import load_spec
@@ -30,6 +29,17 @@ from lrpo_study.runner import RunOptions, run_study
 def front(study: optuna.Study) -> np.ndarray:
     """(−accuracy, seconds) of complete trials: both minimized, as Optuna's hypervolume expects."""
     return np.array([[-t.values[0], t.values[1]] for t in study.get_trials(states=(TrialState.COMPLETE,))])
+
+
+def hypervolume_2d(points: np.ndarray, reference: np.ndarray) -> float:
+    """The area dominated by ``points`` (both coordinates minimized) up to ``reference``: a sweep
+    over the points by their first coordinate (Optuna's own routine is private)."""
+    area, best_second = 0.0, float(reference[1])
+    for first, second in sorted(map(tuple, points)):
+        if second < best_second:
+            area += (reference[0] - first) * (best_second - second)
+            best_second = second
+    return area
 
 
 def main() -> None:
@@ -74,7 +84,7 @@ def main() -> None:
     for label, (study, wall, epochs, pruned) in runs.items():
         points = front(study)
         inside = points[(points < reference).all(axis=1)]
-        hv[label] = compute_hypervolume(inside, reference) if len(inside) else 0.0
+        hv[label] = hypervolume_2d(inside, reference)
         print(f"{label:>26}: epochs trained {epochs:5d}  pruned trials {pruned:3d}  wall {wall:7.1f} s  "
               f"hypervolume {hv[label]:.5f}  best acc {-points[:, 0].min():.4f}")
     (_, _, e0, _), (_, _, e1, _) = runs.values()

@@ -119,8 +119,9 @@ class MetricSchedule(ScheduleHooks, ReduceLROnPlateau):
     """A schedule driven by a monitored value: ``step(metrics)``.
 
     ``ReduceLROnPlateau.__init__`` is deliberately not called (its rule and
-    arguments are not ours); this sets what torch's protocol reads:
-    ``optimizer``, ``base_lrs``, ``last_epoch`` and ``_last_lr``.
+    arguments are not ours); this sets the public attributes torch's protocol
+    reads (``optimizer``, ``base_lrs``, ``last_epoch``) and answers
+    ``get_last_lr()`` itself.
     """
 
     monitor: Monitor | None = "train_loss"
@@ -133,6 +134,7 @@ class MetricSchedule(ScheduleHooks, ReduceLROnPlateau):
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs = [float(g["initial_lr"]) for g in optimizer.param_groups]
         self.last_epoch = 0
+        self.lrs: list[float] = []  # the lr of each param group this schedule set last
         self._set_lrs([float(lr) for lr in self.base_lrs])
 
     def step(self, metrics: SupportsFloat | None = None, epoch: None = None) -> None:  # type: ignore[override]
@@ -147,7 +149,10 @@ class MetricSchedule(ScheduleHooks, ReduceLROnPlateau):
         self._loss_sum, self._loss_count = None, 0
         self.last_epoch += 1
         self._update(float(value))
-        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+        self.lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]
+        return list(self.lrs)
 
     def _update(self, value: float) -> None:
         raise NotImplementedError
@@ -155,8 +160,8 @@ class MetricSchedule(ScheduleHooks, ReduceLROnPlateau):
     def _set_lrs(self, lrs: list[float]) -> None:
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
-        self._last_lr = [*lrs]
+        self.lrs = [*lrs]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         ScheduleHooks.load_state_dict(self, state_dict)
-        self._set_lrs([float(lr) for lr in self._last_lr])
+        self._set_lrs([float(lr) for lr in self.lrs])

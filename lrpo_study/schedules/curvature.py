@@ -103,10 +103,14 @@ class CurvatureLR(StepSchedule):
         # The new lr applies to this batch's optimizer step already.
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
-        self._last_lr = self.get_lr()
+
+    def get_last_lr(self) -> list[float]:  # type: ignore[override]
+        """The lr set last: by the latest step, or by ``observe`` within the step it estimated at."""
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
 
     def step(self, metrics: SupportsFloat | None = None) -> None:  # type: ignore[override]
-        if not self._is_initial and self.last_epoch % self.estimate_every == 0 and self.observed_step != self.last_epoch:
+        constructing = self.last_epoch < 0  # LRScheduler.__init__ takes the first step from last_epoch -1
+        if not constructing and self.last_epoch % self.estimate_every == 0 and self.observed_step != self.last_epoch:
             raise RuntimeError(
                 f"CurvatureLR was stepped without a loss at step {self.last_epoch}: call "
                 "schedule.observe(loss) between forward and backward (Lightning/Trainer: add lrpo_study's callback)"
