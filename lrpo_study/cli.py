@@ -305,15 +305,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Ctrl-C is reported in one line below; Optuna would also log the trial it failed, with a traceback.
-    logging.getLogger("optuna.study._optimize").addFilter(
-        lambda record: not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))
-        and not (interrupts.requested() and "failed" in record.getMessage())
-    )
+    logging.getLogger("optuna.study._optimize").addFilter(_not_an_interrupt)  # adding one twice keeps one
     # When a database server goes away mid-query, Optuna logs a guess (too many IN variables) and retries
     # the query; the retrying storage and storage_failure below report the real cause in one line.
-    logging.getLogger("optuna.storages._rdb.storage").addFilter(
-        lambda record: not record.getMessage().startswith("Caught an error from sqlalchemy")
-    )
+    logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_a_sqlalchemy_guess)
     try:
         run_all(specs, options)
     except KeyboardInterrupt:
@@ -321,6 +316,15 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(f"lrpo_study: interrupted; the running trial is marked FAIL. To resume, run: {command}", file=sys.stderr)
         return 130
     return 0
+
+
+def _not_an_interrupt(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)) and not (
+        interrupts.requested() and "failed" in record.getMessage())
+
+
+def _not_a_sqlalchemy_guess(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Caught an error from sqlalchemy")
 
 
 def _quote(arg: str) -> str:

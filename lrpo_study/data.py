@@ -26,7 +26,6 @@ from .errors import UserError
 MEAN, STD = 0.2860, 0.3530
 SPLITS = ("paper", "holdout")
 DATA_DIR_ENV = "LRPO_DATA_DIR"
-DEFAULT_ROOT = Path.home() / ".cache" / "lrpo_study" / "data"
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def resolve_root(data_dir: str | os.PathLike[str] | None, *, needs: str | None =
     """
     chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     if chosen is None:
-        return DEFAULT_ROOT, True
+        return Path.home() / ".cache" / "lrpo_study" / "data", True
     root = Path(chosen).expanduser()
     if not root.is_dir():
         raise UserError(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import subprocess
@@ -41,7 +42,43 @@ def small_task(data_dir: Path) -> Task:
     return load_task("fashion-mnist", {"train_size": 2048, "val_size": 512}, data_dir=data_dir, seed=0)
 
 
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``lrpo_study.cli.main(args)`` in this process, its output captured (Optuna's log included), with
+    ``env`` set meanwhile: for tests of what the CLI says and does, where the process is not what is
+    tested (signals, workers, kills and the README's commands use ``run_cli``). An uncaught exception is
+    returned as exit status 1 with its traceback, as the interpreter would."""
+    import logging
+    import traceback
+
+    from lrpo_study.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {key: os.environ.get(key) for key in env or {}}
+    handlers = [h for name in ("optuna", "") for h in logging.getLogger(name).handlers if isinstance(h, logging.StreamHandler)]
+    streams = [h.stream for h in handlers]
+    try:
+        os.environ.update(env or {})
+        for handler in handlers:
+            handler.setStream(err)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main(list(args))
+            except Exception:  # noqa: BLE001
+                traceback.print_exc()
+                status = 1
+    finally:
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.setStream(stream)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return subprocess.CompletedProcess(["lrpo_study", *args], status, out.getvalue(), err.getvalue())
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m lrpo_study ARGS`` as a real subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "lrpo_study", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, **(env or {})}, cwd=REPO, stdin=subprocess.DEVNULL,

@@ -11,7 +11,7 @@ import optuna
 import pytest
 import torch
 
-from .conftest import PG_URL, assert_one_line_error, run_cli
+from .conftest import PG_URL, assert_one_line_error, cli, run_cli
 
 GOOD_STUDY = '[study]\nname = "s"\nmethod = "fixed"\nn_trials = 1\n\n[fixed]\nepochs = 2\n\n[search]\nlr = { type = "float", low = 0.01, high = 0.1 }\n'
 SETTINGS = {
@@ -185,7 +185,7 @@ def test_bad_input(case: str, args: list[str], files: dict[str, str], needles: l
     if argv[0] == "optimize" and "--storage" not in argv:
         argv += ["--storage", f"sqlite:///{tmp_path / 'new.db'}"]
     before_world, before_tmp = _digest(world["tmp"]), _digest(tmp_path)
-    proc = run_cli(*argv, env=env)
+    proc = cli(*argv, env=env)  # the CLI's words and exit status; the process itself is tested elsewhere
     assert_one_line_error(proc, *(n.format(**values) for n in needles))
     assert "hunter2" not in proc.stderr + proc.stdout
     assert _digest(world["tmp"]) == before_world and _digest(tmp_path) == before_tmp  # nothing created or changed

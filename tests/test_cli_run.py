@@ -9,12 +9,12 @@ import pytest
 
 from lrpo_study.hyperparameters import METHODS
 
-from .conftest import assert_one_line_error, run_cli
+from .conftest import assert_one_line_error, cli
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_run_every_method_on_full_paper_data(method: str, data_dir: Path) -> None:
-    proc = run_cli("run", "--method", method, "--epochs", "3", "--data-dir", str(data_dir), "--json", "--device", "cpu")
+    proc = cli("run", "--method", method, "--epochs", "3", "--data-dir", str(data_dir), "--json", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["method"] == method and out["epochs"] == 3 and out["model_parameters"] == 245_290
@@ -29,7 +29,7 @@ def test_run_every_method_on_full_paper_data(method: str, data_dir: Path) -> Non
 
 
 def test_run_prints_table_and_summary(data_dir: Path) -> None:
-    proc = run_cli("run", "--method", "greedylr", "--set", "factor=0.8", "--set", "patience=0", "--epochs", "2",
+    proc = cli("run", "--method", "greedylr", "--set", "factor=0.8", "--set", "patience=0", "--epochs", "2",
                    "--data-dir", str(data_dir), "--train-size", "2048", "--val-size", "512")
     assert proc.returncode == 0, proc.stderr
     assert "val_acc" in proc.stdout and "best val accuracy" in proc.stdout
@@ -54,13 +54,13 @@ def test_run_prints_table_and_summary(data_dir: Path) -> None:
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], needles: list[str]) -> None:
-    assert_one_line_error(run_cli(*args), *needles)
+    assert_one_line_error(cli(*args), *needles)
 
 
 def test_unreadable_data_is_one_line(tmp_path: Path) -> None:
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     (raw / "train-images-idx3-ubyte").write_bytes(b"garbage")
-    assert_one_line_error(run_cli("run", "--method", "fixed", "--data-dir", str(tmp_path)), "Fashion-MNIST")
-    env_proc = run_cli("run", "--method", "fixed", env={"LRPO_DATA_DIR": str(tmp_path / "missing")})
+    assert_one_line_error(cli("run", "--method", "fixed", "--data-dir", str(tmp_path)), "Fashion-MNIST")
+    env_proc = cli("run", "--method", "fixed", env={"LRPO_DATA_DIR": str(tmp_path / "missing")})
     assert_one_line_error(env_proc, "missing")

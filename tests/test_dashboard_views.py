@@ -17,7 +17,7 @@ from optuna_dashboard import get_note
 
 from lrpo_study.storage import open_storage
 
-from .conftest import chromium, dashboard_server, run_cli
+from .conftest import chromium, cli, dashboard_server
 
 STUDY = """[study]
 name = "views"
@@ -45,10 +45,10 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("views")
     (tmp / "views.toml").write_text(STUDY)
     url = f"sqlite:///{tmp / 'views.db'}"
-    proc = run_cli("optimize", str(tmp / "views.toml"), "--storage", url, "--no-progress", "--device", "cpu")
+    proc = cli("optimize", str(tmp / "views.toml"), "--storage", url, "--no-progress", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "python -m lrpo_study dashboard --storage" in proc.stdout and "--study views" in proc.stdout
-    assert run_cli("report", "--storage", url, "-o", str(tmp / "report.html")).returncode == 0
+    assert cli("report", "--storage", url, "-o", str(tmp / "report.html")).returncode == 0
     return {"url": url, "artifacts": str(tmp / "views.db.artifacts"), "tmp": str(tmp)}
 
 
@@ -81,7 +81,7 @@ def test_every_finished_trial_has_its_figure_and_note(made: dict[str, str], tmp_
         else:
             assert f"α = {t.user_attrs['alpha']:.4f}" in note
     best = max((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.values[0])
-    proc = run_cli("confirm", "--storage", made["url"], "--study", "views", "--best", "1", "--seeds", "5", "--device", "cpu")
+    proc = cli("confirm", "--storage", made["url"], "--study", "views", "--best", "1", "--seeds", "5", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     record = optuna.load_study(study_name="views", storage=storage).user_attrs[f"confirm:{best.number}"]
     assert f"**{record['mean']:.4f} ± {record['sd']:.4f}**" in trial_note(study, best)

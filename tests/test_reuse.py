@@ -19,8 +19,8 @@ from .conftest import (
     REPO,
     assert_one_line_error,
     chromium,
+    cli,
     dashboard_server,
-    run_cli,
     write_study,
 )
 
@@ -41,7 +41,7 @@ def storage(tmp_path_factory: pytest.TempPathFactory) -> str:
         write_study(tmp / "c.toml", name="cosine", method="cosine", n_trials=2, fixed=f"epochs = 3\n{SMALL}"),
     ]
     url = f"sqlite:///{tmp / 'study.db'}"
-    proc = run_cli("optimize", *map(str, files), "--storage", url, "--no-progress", "--device", "cpu")
+    proc = cli("optimize", *map(str, files), "--storage", url, "--no-progress", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     return url
 
@@ -77,7 +77,7 @@ def test_exported_schedule_replays_the_trial_lr_curve_without_optuna(storage: st
     cases, recorded = [], []
     for name in ("greedy", "lrpo", "cosine"):
         path = tmp_path / f"{name}.json"
-        proc = run_cli("export", "--storage", storage, "--study", name, "--best", "accuracy", "-o", str(path))
+        proc = cli("export", "--storage", storage, "--study", name, "--best", "accuracy", "-o", str(path))
         assert proc.returncode == 0, proc.stderr
         settings = load_settings(path)
         trial = optuna.load_study(study_name=name, storage=storage).trials[settings["provenance"]["trial"]]
@@ -107,7 +107,7 @@ def test_export_for_transformers_reproduces_a_greedylr_trial_in_the_trainer(stor
     study = optuna.load_study(study_name="greedy", storage=storage)
     trial = max((t for t in study.trials if t.values), key=lambda t: len(set(t.user_attrs["curves"]["lr"])))
     out = tmp_path / "hf.json"
-    proc = run_cli("export", "--storage", storage, "--study", "greedy", "--trial", str(trial.number), "--for", "transformers", "-o", str(out))
+    proc = cli("export", "--storage", storage, "--study", "greedy", "--trial", str(trial.number), "--for", "transformers", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     arguments = json.loads(out.read_text())
     assert arguments["lr_scheduler_type"] == "greedy" and arguments["eval_strategy"] == "epoch"
@@ -125,25 +125,25 @@ def test_export_for_transformers_reproduces_a_greedylr_trial_in_the_trainer(stor
     assert len(set(curves["lr"])) > 1
     assert lrs == pytest.approx(curves["lr"], rel=1e-12)
     assert_one_line_error(
-        run_cli("export", "--storage", storage, "--study", "lrpo", "--best", "accuracy", "--for", "transformers", "-o", str(out)),
+        cli("export", "--storage", storage, "--study", "lrpo", "--best", "accuracy", "--for", "transformers", "-o", str(out)),
         "transformers has no LRPO schedule",
     )
 
 
 def test_export_pareto_and_trial(storage: str, tmp_path: Path) -> None:
     out = tmp_path / "pareto.json"
-    assert run_cli("export", "--storage", storage, "--study", "fixed", "--pareto", "-o", str(out)).returncode == 0
+    assert cli("export", "--storage", storage, "--study", "fixed", "--pareto", "-o", str(out)).returncode == 0
     data = json.loads(out.read_text())
     assert data["schema_version"] == 3 and data["trials"]
     with pytest.raises(ValueError, match="index"):
         load_settings(out, index=99)
     one = tmp_path / "one.json"
-    assert run_cli("export", "--storage", storage, "--study", "fixed", "--trial", "0", "-o", str(one)).returncode == 0
+    assert cli("export", "--storage", storage, "--study", "fixed", "--trial", "0", "-o", str(one)).returncode == 0
     settings = load_settings(one)
     assert settings["provenance"]["reference"] == "baseline" and settings["hyperparameters"]["epochs"] == 100
-    assert_one_line_error(run_cli("export", "--storage", storage, "--study", "fixed", "--trial", "77", "-o", str(one)), "77")
-    assert_one_line_error(run_cli("export", "--storage", storage, "--study", "nope", "--pareto"), "nope")
-    assert_one_line_error(run_cli("export", "--storage", storage, "--study", "fixed", "-o", str(one)), "--pareto")
+    assert_one_line_error(cli("export", "--storage", storage, "--study", "fixed", "--trial", "77", "-o", str(one)), "77")
+    assert_one_line_error(cli("export", "--storage", storage, "--study", "nope", "--pareto"), "nope")
+    assert_one_line_error(cli("export", "--storage", storage, "--study", "fixed", "-o", str(one)), "--pareto")
 
 
 def _settings(tmp_path: Path, **changes: object) -> Path:
@@ -218,7 +218,7 @@ def test_a_bad_settings_file_leaves_the_optimizer_as_it_was(tmp_path: Path) -> N
 
 def test_report_has_one_front_per_method_and_the_reference_markers(storage: str, tmp_path: Path) -> None:
     out = tmp_path / "report.html"
-    proc = run_cli("report", "--storage", storage, "-o", str(out))
+    proc = cli("report", "--storage", storage, "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     page = out.read_text()
     names = re.findall(r'"name":"([^"]+)"', page)
@@ -268,7 +268,7 @@ def test_chromium_renders_the_pareto_front(dashboard: str, tmp_path: Path) -> No
 
 
 def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str, tmp_path: Path) -> None:
-    proc = run_cli("confirm", "--storage", storage, "--study", "cosine", "--best", "1", "--seeds", "1,2", "--device", "cpu")
+    proc = cli("confirm", "--storage", storage, "--study", "cosine", "--best", "1", "--seeds", "1,2", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert "test_accuracy" in proc.stdout
     study = optuna.load_study(study_name="cosine", storage=storage)
@@ -280,7 +280,7 @@ def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str, tmp_pat
     assert all(0.3 < a <= 1.0 for a in record["values"])
     assert record["values"][0] != record["values"][1]  # really different seeds
     page = tmp_path / "report.html"
-    assert run_cli("report", "--storage", storage, "-o", str(page)).returncode == 0
+    assert cli("report", "--storage", storage, "-o", str(page)).returncode == 0
     shown = f"{record['mean']:.4f} ± {record['sd']:.4f}"
     assert shown in page.read_text().split("Confirmed on the test set")[1]
     from optuna_dashboard import get_note
@@ -291,4 +291,4 @@ def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str, tmp_pat
     assert summary.returncode == 0, summary.stderr
     assert f"| cosine | {next(iter(records)).split(':')[1]} |" in summary.stdout
     assert shown in summary.stdout
-    assert_one_line_error(run_cli("confirm", "--storage", storage, "--seeds", "a,b"), "--seeds")
+    assert_one_line_error(cli("confirm", "--storage", storage, "--seeds", "a,b"), "--seeds")

@@ -21,7 +21,7 @@ from lrpo_study.schedules import CosineLR
 from lrpo_study.tasks import load_task, task_options
 from lrpo_study.train import train
 
-from .conftest import DATA_DIR, assert_one_line_error, run_cli
+from .conftest import DATA_DIR, assert_one_line_error, cli
 
 SMALL = {"block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 16, "epoch_windows": 64, "val_windows": 16}
 TEXT = (DATA_DIR / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
@@ -97,19 +97,19 @@ def test_a_missing_or_damaged_text_is_one_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_one_line_error(
-        run_cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(empty)),
+        cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(empty)),
         "Tiny Shakespeare", "downloading is off", "--data-dir",
     )
     damaged = tmp_path / "damaged" / "tinyshakespeare"
     damaged.mkdir(parents=True)
     (damaged / "input.txt").write_text(TEXT[:-10], encoding="utf-8")
     assert_one_line_error(
-        run_cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(damaged.parent)),
+        cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(damaged.parent)),
         "is not Tiny Shakespeare's input.txt", "1,115,384 bytes", "md5",
     )
     shutil.copy(DATA_DIR / "tinyshakespeare" / "input.txt", damaged / "input.txt")
     assert_one_line_error(
-        run_cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(damaged.parent),
+        cli("run", "--task", "shakespeare-char", "--method", "fixed", "--data-dir", str(damaged.parent),
                 "--task-option", "n_embd=30", "--task-option", "n_head=4"),
         "n_embd must be a multiple of n_head",
     )
@@ -118,7 +118,7 @@ def test_a_missing_or_damaged_text_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("method", ["greedylr", "lrpo"])
 def test_run_trains_greedylr_and_lrpo_with_adamw(method: str) -> None:
     options = [arg for k, v in SMALL.items() for arg in ("--task-option", f"{k}={v}")]
-    proc = run_cli("run", "--task", "shakespeare-char", "--method", method, "--epochs", "3", "--set", "optimizer=adamw",
+    proc = cli("run", "--task", "shakespeare-char", "--method", method, "--epochs", "3", "--set", "optimizer=adamw",
                    "--set", "lr=3e-3", "--set", "batch_size=16", *options, "--json")
     assert proc.returncode == 0, proc.stderr
 
@@ -127,8 +127,8 @@ def test_the_curvature_schedule_needs_the_math_attention_kernel() -> None:
     options = [arg for k, v in SMALL.items() for arg in ("--task-option", f"{k}={v}")]
     args = ("run", "--task", "shakespeare-char", "--method", "curvature", "--epochs", "1", "--set", "batch_size=16",
             "--set", "estimate_every=4", *options)
-    assert_one_line_error(run_cli(*args), "second derivative", "--task-option attention=math")
-    proc = run_cli(*args, "--task-option", "attention=math", "--json")
+    assert_one_line_error(cli(*args), "second derivative", "--task-option attention=math")
+    proc = cli(*args, "--task-option", "attention=math", "--json")
     assert proc.returncode == 0, proc.stderr
 
 
@@ -164,8 +164,8 @@ def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(t
         '[search]\nlr = { type = "float", low = 1e-3, high = 1e-2, log = true }\n'
     )
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert run_cli("optimize", str(study), "--storage", url, "--no-progress").returncode == 0
-    proc = run_cli("confirm", "--storage", url, "--seeds", "7", "--device", "cpu")
+    assert cli("optimize", str(study), "--storage", url, "--no-progress").returncode == 0
+    proc = cli("confirm", "--storage", url, "--seeds", "7", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     stored = optuna.load_study(study_name="loss", storage=url)
     confirmed = record.confirmations(stored.user_attrs)
@@ -177,9 +177,9 @@ def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(t
     assert result.values == [again.extras["test_loss"]]
     assert 0.0 < again.extras["test_accuracy"] < 1.0  # the task has accuracy: the study's objective decided
 
-    proc = run_cli("confirm", "--storage", url, "--study", "loss", "--trial", "1", "--seeds", "8", "--device", "cpu")
+    proc = cli("confirm", "--storage", url, "--study", "loss", "--trial", "1", "--seeds", "8", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     after = record.confirmations(optuna.load_study(study_name="loss", storage=url).user_attrs)
     assert after[1].seeds == [8] and all(c.seeds == [7] for n, c in after.items() if n != 1)
-    assert_one_line_error(run_cli("confirm", "--storage", url, "--study", "loss", "--trial", "5"), "no complete trial 5")
-    assert_one_line_error(run_cli("confirm", "--storage", url, "--trial", "1"), "--trial needs exactly one --study")
+    assert_one_line_error(cli("confirm", "--storage", url, "--study", "loss", "--trial", "5"), "no complete trial 5")
+    assert_one_line_error(cli("confirm", "--storage", url, "--trial", "1"), "--trial needs exactly one --study")

@@ -9,7 +9,7 @@ import pytest
 
 from lrpo_study.config import load_spec
 
-from .conftest import REPO, assert_one_line_error, run_cli
+from .conftest import REPO, assert_one_line_error, cli
 
 GOOD = '[study]\nname = "bad"\nmethod = "fixed"\nn_trials = 1\n\n[fixed]\nepochs = 2\n\n[search]\nlr = { type = "float", low = 0.01, high = 0.1 }\n'
 
@@ -43,7 +43,7 @@ def test_bad_study_file_is_one_line_and_creates_nothing(text: str, needles: list
     study = tmp_path / "bad.toml"
     study.write_text(text)
     db = tmp_path / "study.db"
-    proc = run_cli("optimize", str(study), "--storage", f"sqlite:///{db}", "--no-progress")
+    proc = cli("optimize", str(study), "--storage", f"sqlite:///{db}", "--no-progress")
     assert_one_line_error(proc, str(study), *needles)
     assert not db.exists() or optuna.get_all_study_names(f"sqlite:///{db}") == []
 
@@ -54,5 +54,5 @@ def test_second_file_bad_means_first_does_not_run(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD.replace("epochs = 2", "epochs = -1"))
     db = tmp_path / "study.db"
-    assert_one_line_error(run_cli("optimize", str(good), str(bad), "--storage", f"sqlite:///{db}"), "bad.toml")
+    assert_one_line_error(cli("optimize", str(good), str(bad), "--storage", f"sqlite:///{db}"), "bad.toml")
     assert not db.exists()

@@ -16,7 +16,7 @@ from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import data_fingerprint
 from lrpo_study.train import train
 
-from .conftest import run_cli
+from .conftest import cli
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLASSIFICATION = '[task]\nname = "tests.user_task:classification"\nn = 640\nseed = 3\n'
@@ -28,7 +28,7 @@ def study_file(path: Path, *, name: str, body: str, task: str = CLASSIFICATION) 
 
 
 def optimize(*args: str) -> None:
-    proc = run_cli("optimize", *args, "--no-progress", "--device", "cpu")
+    proc = cli("optimize", *args, "--no-progress", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
 
 
@@ -81,14 +81,14 @@ def test_user_task_through_optimize_export_and_run(tmp_path: Path) -> None:
 
     complete = next(t for t in cached if t.state == TrialState.COMPLETE)
     settings = tmp_path / "settings.json"
-    proc = run_cli("export", "--storage", cached_url, "--study", "user", "--trial", str(complete.number), "-o", str(settings))
+    proc = cli("export", "--storage", cached_url, "--study", "user", "--trial", str(complete.number), "-o", str(settings))
     assert proc.returncode == 0, proc.stderr
     exported = json.loads(settings.read_text())
     assert exported["provenance"]["task"] == "tests.user_task:classification"
     assert exported["provenance"]["task_options"] == {"n": 640, "seed": 3}
     assert exported["hyperparameters"]["optimizer"] == "sgd" and "beta1" not in exported["hyperparameters"]
 
-    proc = run_cli("run", "--settings", str(settings), "--task", "tests.user_task:classification",
+    proc = cli("run", "--settings", str(settings), "--task", "tests.user_task:classification",
                    "--task-option", "n=640", "--task-option", "seed=3", "--json", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     again = json.loads(proc.stdout)
@@ -116,7 +116,7 @@ def test_task_without_accuracy_runs_a_single_objective_loss_study_with_an_optuna
             assert t.values[0] == t.user_attrs["curves"]["val_loss"][-1]
     best = optuna.load_study(study_name="loss", storage=url).best_trial
     assert best.values[0] < 0.5  # the linear model learned the target (noise variance 0.01)
-    proc = run_cli("confirm", "--storage", url, "--study", "loss", "--device", "cpu")
+    proc = cli("confirm", "--storage", url, "--study", "loss", "--device", "cpu")
     assert proc.returncode == 2 and "has no test data" in proc.stderr
 
 
@@ -143,7 +143,7 @@ def test_optimizer_is_a_searchable_choice_with_conditional_hyperparameters(tmp_p
             assert hp["momentum"] == t.params["momentum"] and "beta1" not in hp
     adamw = next(t for t in trials if t.params["optimizer"] == "adamw")
     out = tmp_path / "adamw.json"
-    assert run_cli("export", "--storage", url, "--study", "opt", "--trial", str(adamw.number), "-o", str(out)).returncode == 0
+    assert cli("export", "--storage", url, "--study", "opt", "--trial", str(adamw.number), "-o", str(out)).returncode == 0
     assert json.loads(out.read_text())["hyperparameters"]["optimizer"] == "adamw"
 
 
