@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--task", choices=("fashion-mnist", "shakespeare-char"), default="fashion-mnist")
+    parser.add_argument("--profile", action="store_true", help="print where one epoch of our loop spends its time, then stop")
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
@@ -70,8 +71,11 @@ def main() -> None:
         bench_shakespeare(args, device)
         return
 
-    ref = reference_train(reference_loader(args.data_dir), device, args.epochs)
     task = load_task("fashion-mnist", {"split": "paper", "train_size": SAMPLES}, data_dir=args.data_dir, seed=42)
+    if args.profile:
+        profile_epoch(task, device)
+        return
+    ref = reference_train(reference_loader(args.data_dir), device, args.epochs)
     params = count_parameters(reference_mlp())
     seconds, flops, _ = timed_epochs(task, resolve("fixed", {"epochs": args.epochs + 1}), device, ((BATCH, 784, 256),))
     fraction = statistics.median(6 * params * SAMPLES / f / s for s, f in zip(seconds, flops, strict=True))
@@ -81,6 +85,24 @@ def main() -> None:
     print(f"matmul beside each epoch: {', '.join(f'{f / 1e9:.0f}' for f in flops)} GFLOP/s; "
           f"FLOP bound 6*{params}*{SAMPLES} per epoch")
     print(f"speedup={ref_s / ours_s:.2f} flop_fraction={fraction:.2f}")
+
+
+def profile_epoch(task: Task, device: torch.device) -> None:
+    """torch.profiler over the second of two epochs: self time per operator, the matmuls' share, and
+    the time outside any operator (Python, the loop's own bookkeeping)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        seconds = []
+        train(task=task, method="fixed", hyperparameters=resolve("fixed", {"epochs": 2}), seed=42, device=device,
+              on_epoch=[lambda m: seconds.append(m.seconds)])
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm")) / 1e6
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
+    print(f"two epochs {sum(seconds):.3f} s; operators' self time {total:.3f} s, of which matmul (mm, addmm) "
+          f"{matmul:.3f} s = {matmul / total:.0%}")
 
 
 def timed_epochs(

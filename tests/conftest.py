@@ -123,6 +123,19 @@ def write_study(
     return path
 
 
+def write_task_study(
+    path: Path, *, name: str, task: str = "tests.user_task:classification", n_trials: int = 3,
+    objectives: str = '["best_val_accuracy", "train_seconds"]', epochs: int = 2,
+) -> Path:
+    """A fixed-lr study on one of ``tests.user_task``'s workloads: seconds per trial, no Fashion-MNIST."""
+    path.write_text(
+        f'[study]\nname = "{name}"\nmethod = "fixed"\nobjectives = {objectives}\nn_trials = {n_trials}\n'
+        f'[task]\nname = "{task}"\n[pruning]\nrule = "none"\n[fixed]\nepochs = {epochs}\nbatch_size = 64\n'
+        '[search]\nlr = { type = "float", low = 0.01, high = 0.2, log = true }\n'
+    )
+    return path
+
+
 @contextlib.contextmanager
 def dashboard_server(storage_url: str) -> Iterator[str]:
     """``python -m lrpo_study dashboard`` on a free port, as a real subprocess; yields its base URL."""

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from lrpo_study.storage import open_storage
 
-from .conftest import REPO, assert_one_line_error, run_cli, write_study
+from .conftest import REPO, assert_one_line_error, run_cli, write_study, write_task_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -169,12 +169,7 @@ def test_a_study_never_evaluates_the_test_data_and_records_no_test_metric(tmp_pa
 
     from . import user_task
 
-    spec = tmp_path / "t.toml"
-    spec.write_text(
-        '[study]\nname = "untouched"\nmethod = "fixed"\nobjectives = ["best_val_accuracy", "train_seconds"]\n'
-        'n_trials = 3\n[task]\nname = "tests.user_task:counts_test_passes"\n[pruning]\nrule = "none"\n'
-        '[fixed]\nepochs = 2\nbatch_size = 64\n[search]\nlr = { type = "float", low = 0.01, high = 0.2, log = true }\n'
-    )
+    spec = write_task_study(tmp_path / "t.toml", name="untouched", task="tests.user_task:counts_test_passes")
     url = f"sqlite:///{tmp_path / 't.db'}"
     user_task.test_set_evaluations.clear()
     assert main(["optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu"]) == 0
@@ -188,12 +183,7 @@ def test_a_study_never_evaluates_the_test_data_and_records_no_test_metric(tmp_pa
 
 
 def test_progress_in_a_log_is_a_line_per_finished_trial(tmp_path: Path) -> None:
-    spec = tmp_path / "p.toml"
-    spec.write_text(
-        '[study]\nname = "logged"\nmethod = "fixed"\nobjectives = ["best_val_accuracy"]\nn_trials = 20\n'
-        '[task]\nname = "tests.user_task:classification"\n[pruning]\nrule = "none"\n'
-        '[fixed]\nepochs = 1\nbatch_size = 64\n[search]\nlr = { type = "float", low = 0.01, high = 0.2, log = true }\n'
-    )
+    spec = write_task_study(tmp_path / "p.toml", name="logged", n_trials=20, objectives='["best_val_accuracy"]', epochs=1)
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:  # not a terminal, as under CI, nohup or a job scheduler
         proc = subprocess.run([sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage",

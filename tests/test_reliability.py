@@ -330,3 +330,18 @@ def test_a_trial_killed_under_one_thread_count_is_not_resumed_under_another(tmp_
     (retry,) = [t for t in trials if t.user_attrs.get("retried_from") == victim.number]
     assert retry.user_attrs["threads"] != victim.user_attrs["threads"]
     assert "resumed_from_epoch" not in retry.user_attrs
+
+
+def test_modules_torch_imports_lazily_are_loaded_before_a_trial_can_be_interrupted(tmp_path: Path) -> None:
+    # A Ctrl-C inside such an import, once trials run, is raised in a half-imported module (or swallowed by
+    # torch's C code): they are imported while a Ctrl-C still ends the process at once.
+    note = tmp_path / "imports.json"
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        '[study]\nname = "lazy"\nmethod = "fixed"\nn_trials = 1\n'
+        f'[task]\nname = "tests.user_task:notes_imports_at_first_model"\nnote = "{note}"\n'
+        '[fixed]\nepochs = 1\nbatch_size = 64\n[search]\nlr = { type = "float", low = 0.01, high = 0.2 }\n'
+    )
+    proc = run_cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 's.db'}", "--no-progress", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(note.read_text()) == {"numpy": True, "torch._dynamo": True}

@@ -12,16 +12,11 @@ import pytest
 
 from lrpo_study.cli import main
 
-from .conftest import dashboard_server
+from .conftest import dashboard_server, write_task_study
 
 
 def test_a_loss_study_on_a_task_with_accuracy_is_reported_by_its_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    spec = tmp_path / "loss.toml"
-    spec.write_text(
-        '[study]\nname = "by-loss"\nmethod = "fixed"\nobjectives = ["final_val_loss", "train_seconds"]\nn_trials = 3\n'
-        '[task]\nname = "tests.user_task:classification"\n[pruning]\nrule = "none"\n'
-        '[fixed]\nepochs = 2\nbatch_size = 64\n[search]\nlr = { type = "float", low = 0.01, high = 0.2, log = true }\n'
-    )
+    spec = write_task_study(tmp_path / "loss.toml", name="by-loss", objectives='["final_val_loss", "train_seconds"]')
     url = f"sqlite:///{tmp_path / 'r.db'}"
     assert main(["optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu"]) == 0
     page = tmp_path / "report.html"

@@ -23,7 +23,7 @@ def test_fail_stale_trials_asks_our_heartbeat_which_trials_are_stale(tmp_path: P
     study = optuna.create_study(storage=storage)
     trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
-    time.sleep(1.5)  # the beat is now older than Optuna's grace period
+    time.sleep(2.5)  # the beat is now older than Optuna's grace period (1 s; the database clock counts whole seconds)
     storage._recovered_at = time.monotonic()  # as after a database outage: no stale verdicts for our grace period
     optuna.storages.fail_stale_trials(study)
     assert study.trials[0].state == TrialState.RUNNING

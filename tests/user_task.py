@@ -72,3 +72,19 @@ def counts_test_passes(*, features: int = 8, classes: int = 4) -> Task:
     x, y = task.test  # type: ignore[misc]
     return Task(build_model=lambda: _CountsTestPasses(features, classes), train=task.train, val=task.val,
                 test=(torch.full_like(x, TEST_MARK), y), name="blobs-counting")
+
+
+def notes_imports_at_first_model(*, note: str = "") -> Task:
+    """``classification`` whose first model build writes to ``note`` which lazily imported modules are loaded."""
+    import json
+    import sys
+    from pathlib import Path
+
+    task = classification()
+
+    def build() -> nn.Module:
+        if note and not Path(note).exists():
+            Path(note).write_text(json.dumps({m: m in sys.modules for m in ("numpy", "torch._dynamo")}))
+        return task.build_model()
+
+    return Task(build_model=build, train=task.train, val=task.val, test=task.test, name="blobs-noting")
