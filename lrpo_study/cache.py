@@ -1,7 +1,8 @@
 """Trajectory cache: train a shared prefix of epochs once, branch from it many times.
 
 The training state after epoch e (model, optimizer, RNG states of the loop,
-curves) depends only on what came before: data, model, seed, batch size,
+curves) depends only on what came before: data, model (its structure, forward
+code and initial parameters) and loss, seed, batch size,
 optimizer settings, device, versions, and the lr used in each epoch so far.
 For schedules whose lr is constant within an epoch (fixed, LRPO, GreedyLR per
 epoch) that lr history is the whole story, so the state is stored under a hash
@@ -44,12 +45,14 @@ def _device_kind(device: torch.device) -> str:
     return f"cuda:{torch.cuda.get_device_name(device)}"
 
 
-def cache_context(task: Task, *, seed: int, device: torch.device, hp: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything besides the lr history that decides the trajectory."""
+def cache_context(
+    task: Task, *, seed: int, device: torch.device, hp: Mapping[str, Any], model: str,
+) -> dict[str, Any]:
+    """Everything besides the lr history that decides the trajectory (``model``: ``model_identity``)."""
     from . import __version__  # noqa: PLC0415  (the package imports this module)
 
     return {
-        "task": task.name, "task_options": dict(task.options), "data": task.fingerprint, "seed": seed,
+        "task": task.name, "task_options": dict(task.options), "data": task.fingerprint, "model": model, "seed": seed,
         "device": _device_kind(device), "torch": torch.__version__, "lrpo_study": __version__,
         **{k: hp[k] for k in TRAJECTORY_HYPERPARAMETERS if k in hp},
     }

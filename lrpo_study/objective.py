@@ -108,6 +108,7 @@ class Objective:
         self.cache = cache
         self.artifact_dir = artifact_dir
         self._publish_failed = False
+        self._identity: str | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = self.spec
@@ -119,12 +120,7 @@ class Objective:
             record.PID: os.getpid(), record.THREADS: torch.get_num_threads(),
         }.items():
             trial.set_user_attr(key, value)
-        key = checkpoint_key(
-            study=trial.study.study_name, method=spec.method, task=spec.task, task_options=spec.task_options,
-            data=self.task.fingerprint, seed=spec.train_seed, hp=hp,
-            threads=torch.get_num_threads(),  # another thread count sums in another order: another trajectory
-            version=__version__,  # so does another implementation (0.3.0: fused optimizer kernels; 0.4.0: schedule state without torch's private _last_lr)
-        )
+        key = self.checkpoint_key(trial.study.study_name, hp)
         store = self.checkpoints
         resume = store.load(key) if store else None
         if resume:
@@ -159,6 +155,18 @@ class Objective:
             raise optuna.TrialPruned("non-finite objective values")
         self._publish(trial, "complete")
         return values[0] if len(values) == 1 else values
+
+    def checkpoint_key(self, study_name: str, hp: dict[str, Any]) -> str:
+        """Names everything that decides a trial's state after an epoch: a checkpoint under it is that trial's."""
+        if self._identity is None:  # an edited model or loss never resumes another's checkpoint (built once per worker)
+            self._identity = self.task.model_identity(seed=self.spec.train_seed)
+        spec = self.spec
+        return checkpoint_key(
+            study=study_name, method=spec.method, task=spec.task, task_options=spec.task_options,
+            data=self.task.fingerprint, model=self._identity, seed=spec.train_seed, hp=hp,
+            threads=torch.get_num_threads(),  # another thread count sums in another order: another trajectory
+            version=__version__,  # so does another implementation (0.3.0: fused optimizer kernels; 0.4.0: schedule
+        )                         # state without torch's private _last_lr)
 
     def _publish(self, trial: optuna.Trial, outcome: str) -> None:
         """The dashboard's figure and note; a failure there must not cost the trial its result."""

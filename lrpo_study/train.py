@@ -20,6 +20,7 @@ from .loop_state import LoopState
 from .optimizers import build_optimizer
 from .schedules import Schedule, make_schedule
 from .tasks import Task
+from .tasks._identity import model_identity
 
 CURVES = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -211,7 +212,8 @@ def train(
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if schedule.interval != "epoch":
         cache = None  # the lr moves within epochs: no per-epoch lr history to key on
-    context = cache_context(task, seed=seed, device=device, hp=hp) if cache is not None else {}
+    context = {} if cache is None else cache_context(
+        task, seed=seed, device=device, hp=hp, model=model_identity(model, task.loss_fn))
     if resume is not None:
         state.restore(resume)
     elif cache is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from lrpo_study.storage import open_storage
 from lrpo_study.tasks import Task
 from lrpo_study.train import TrainResult, train
 
-from .conftest import run_cli, write_study
+from .conftest import REPO, run_cli, write_study, write_task_study
 
 SMALL = {"batch_size": 256}
 
@@ -160,3 +162,77 @@ def test_files_left_by_killed_writers_are_removed(small_task: Task, tmp_path: Pa
     os.utime(stale, (old, old))
     run("fixed", {"epochs": 1}, small_task, TrajectoryCache(folder))
     assert not stale.exists() and fresh.exists()
+
+
+EDITED_TASK = '''
+import functools
+from torch import nn
+from torch.nn import functional as F
+from lrpo_study import Task
+from tests.user_task import classification
+
+
+def make_task() -> Task:
+    data = classification()
+    return Task(build_model=lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)),
+                train=data.train, val=data.val, loss=F.cross_entropy, name="edited")
+'''
+
+
+def test_an_edited_model_or_loss_never_meets_the_old_ones_cached_epochs(tmp_path: Path) -> None:
+    module = tmp_path / "edited_task.py"
+    # No bytecode cache: an edit of the same size within a second would otherwise run the old code.
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", "PYTHONDONTWRITEBYTECODE": "1"}
+    url = f"sqlite:///{tmp_path / 's.db'}"  # one storage, one cache beside it
+
+    def study(name: str) -> dict:
+        spec = tmp_path / f"{name}.toml"
+        spec.write_text(
+            f'[study]\nname = "{name}"\nmethod = "fixed"\nn_trials = 1\ntrain_seed = 42\n[task]\nname = "edited_task:make_task"\n'
+            '[pruning]\nrule = "none"\n[fixed]\nepochs = 3\nbatch_size = 64\n[search]\nlr = { type = "categorical", choices = [0.05] }\n'
+        )
+        proc = run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu", env=env)
+        assert proc.returncode == 0, proc.stderr
+        return optuna.load_study(study_name=name, storage=url).trials[0].user_attrs
+
+    def fresh() -> dict:  # the edited task trained from scratch, no cache
+        proc = run_cli("run", "--task", "edited_task:make_task", "--method", "fixed", "--set", "lr=0.05", "--set", "batch_size=64",
+                       "--epochs", "3", "--seed", "42", "--json", "--device", "cpu", env=env)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["curves"]
+
+    module.write_text(EDITED_TASK)
+    first = study("first")
+    assert study("again")["cached_epochs"] == 3  # the same model and loss: every epoch from the cache
+    for old, new in [("nn.ReLU()", "nn.Tanh()"),  # the same parameters, another forward
+                     ("loss=F.cross_entropy", "loss=functools.partial(F.cross_entropy, label_smoothing=0.1)")]:
+        module.write_text(module.read_text().replace(old, new))
+        edited = study(new.split("(")[0].replace(".", "-").replace("=", "-").lower())
+        assert edited["cached_epochs"] == 0, new
+        scratch, timeless = fresh(), ("train_loss", "val_loss", "val_accuracy", "lr")
+        assert [edited["curves"][k] for k in timeless] == [scratch[k] for k in timeless] != [first["curves"][k] for k in timeless]
+
+
+def test_an_edited_model_never_resumes_the_old_ones_checkpoint(tmp_path: Path) -> None:
+    from lrpo_study.checkpoints import CheckpointStore
+
+    from .user_task import classification
+
+    spec = load_spec(write_task_study(tmp_path / "c.toml", name="ckpt", epochs=3))
+    data = classification()
+    old = Task(build_model=lambda: torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)),
+               train=data.train, val=data.val, name="edited")
+    new = dataclasses.replace(old, build_model=lambda: torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4)))  # same name, data, parameters
+    store = CheckpointStore(tmp_path / "checkpoints")
+    study = optuna.create_study(study_name="ckpt", directions=["maximize", "minimize"], storage=f"sqlite:///{tmp_path / 'c.db'}")
+    hp = resolve("fixed", {**spec.fixed, "lr": 0.05})
+    left = {}  # what a killed worker of the old model left after its first epoch
+    train(task=old, method="fixed", hyperparameters=hp, seed=spec.train_seed, on_checkpoint=lambda s: left.setdefault("s", s))
+    store.save(Objective(spec, old, torch.device("cpu"), checkpoints=store).checkpoint_key("ckpt", hp), left["s"])
+    for task in (new, old):
+        study.enqueue_trial({"lr": 0.05})
+        study.optimize(Objective(spec, task, torch.device("cpu"), checkpoints=store), n_trials=1)
+    edited, same = study.get_trials()
+    assert "resumed_from_epoch" not in edited.user_attrs
+    assert same.user_attrs["resumed_from_epoch"] == 1  # the old model does resume: the checkpoint was there to find

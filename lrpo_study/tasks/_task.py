@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._identity import model_identity
+
 Pair = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -94,6 +96,14 @@ class Task:
             raise ValueError(f"Task.eval_batch must be >= 1, got {self.eval_batch}")
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", data_fingerprint(self.train, self.val, self.test))
+
+    def model_identity(self, *, seed: int) -> str:
+        """The identity of the model this task builds after ``torch.manual_seed(seed)`` (structure,
+        ``forward`` code, initial parameters) and of its loss: cache and checkpoint keys name it."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = self.build_model()
+        return model_identity(model, self.loss_fn)
 
     @property
     def samples_per_epoch(self) -> int:
