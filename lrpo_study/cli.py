@@ -394,7 +394,7 @@ def _run_task_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from .hyperparameters import resolve
+    from .hyperparameters import resolve, with_defaults
     from .tasks import load_task
     from .train import Diverged, EpochMetrics, resolve_device, train
 
@@ -403,12 +403,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if "epochs" in values:
             raise UserError("give epochs once: --epochs or --set epochs=N")
         values["epochs"] = args.epochs
-    try:
-        hp = resolve(method, values)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
     device = resolve_device(args.device)
     task = load_task(args.task, _run_task_options(args), data_dir=args.data_dir, seed=args.seed).to(device)
+    try:  # the task's recipe, under what was given
+        hp = resolve(method, with_defaults(method, values, task.defaults))
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
     if args.test and task.test is None:
         raise UserError(f"--test: task {args.task!r} with these options has no test data (the paper split has none)")
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .errors import UserError
-from .hyperparameters import METHODS, method_params, resolve
+from .hyperparameters import METHODS, method_params, resolve, with_defaults
 from .names import SAMPLERS
-from .tasks import DEFAULT_TASK, task_options
+from .tasks import BUILTIN_TASKS, DEFAULT_TASK, task_options
 
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES: dict[str, Direction] = {
@@ -192,7 +193,8 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
         path=where, task=task, task_options=options, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
         **{k: v for k, v in study.items() if k != "objectives"},
     )
-    _check_corners(spec, fail)
+    builtin = BUILTIN_TASKS.get(task)
+    check_corners(spec, defaults=builtin.defaults if builtin else {})  # a user task's, once it is built
     return spec
 
 
@@ -299,17 +301,18 @@ def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlie
     return SearchParam(name, kind, low=low, high=high, log=log, step=step, when=when)
 
 
-def _check_corners(spec: StudySpec, fail: Any) -> None:
-    """Resolve the lowest and highest corner of the space, so a conflict fails now, not in trial 37."""
+def check_corners(spec: StudySpec, *, defaults: Mapping[str, Any]) -> None:
+    """Resolve the lowest and highest corner of the space over the task's ``defaults``, so a conflict
+    fails now, not in trial 37."""
     for corner in ("low", "high"):
         values = dict(spec.fixed)
         for p in spec.search:
             if p.active(values):
                 values[p.name] = p.choices[0 if corner == "low" else -1] if p.type == "categorical" else getattr(p, corner)
         try:
-            resolve(spec.method, values)
+            resolve(spec.method, with_defaults(spec.method, values, defaults))
         except ValueError as exc:
-            raise fail("search", f"the {corner} corner of the space is invalid: {exc}") from exc
+            raise UserError(f"{spec.path}: search: the {corner} corner of the space is invalid: {exc}") from exc
 
 
 def _only(table: dict[str, Any], allowed: set[str], prefix: str, fail: Any) -> None:

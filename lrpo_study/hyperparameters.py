@@ -33,6 +33,18 @@ def expected_keys(method: str, optimizer: str) -> set[str]:
     return set(method_params(method)) - set(irrelevant_keys(optimizer))
 
 
+def with_defaults(method: str, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` over a task's ``defaults``: of those, the ones ``method`` reads, for the optimizer in use
+    (another optimizer given in ``values`` drops the defaults' optimizer settings), and lrpo's ``epochs``
+    only when no phase length is given (the phases decide it)."""
+    params = method_params(method)
+    optimizer = values.get("optimizer", defaults.get("optimizer", params["optimizer"].default))
+    skip = set(irrelevant_keys(optimizer))
+    if method == "lrpo" and {"pretrain_epochs", "finetune_epochs"} & set(values):
+        skip.add("epochs")
+    return {**{k: v for k, v in defaults.items() if k in params and k not in skip}, **values}
+
+
 def resolve(method: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """Fill defaults, check types and ranges, keep the chosen optimizer's keys only, and
     reconcile lrpo's epoch count.

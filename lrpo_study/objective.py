@@ -16,10 +16,10 @@ from . import __version__, record
 from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore, checkpoint_key
 from .config import StudySpec
-from .hyperparameters import resolve
+from .hyperparameters import resolve, with_defaults
 from .pruning import QuantileRule
 from .schedules import SCHEDULES
-from .tasks import Task, task_options
+from .tasks import BUILTIN_TASKS, Task, task_options
 from .train import Diverged, EpochMetrics, curve_names, train
 from .trial_view import publish
 
@@ -75,7 +75,8 @@ def reference_params(spec: StudySpec, tag: str) -> dict[str, Any] | None:
         return None
     method = ref.method
     reference = resolve(method, ref.values)
-    held = resolve(method, spec.fixed)  # what the study trains with where it searches nothing
+    # What the study trains with where it searches nothing (references are of built-in tasks).
+    held = resolve(method, with_defaults(method, spec.fixed, BUILTIN_TASKS[ref.task].defaults))
     params: dict[str, Any] = {}
     searched = {p.name: p for p in spec.search}
     for name, value in reference.items():
@@ -112,7 +113,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec = self.spec
-        hp = resolve(spec.method, suggest(trial, spec))
+        hp = resolve(spec.method, with_defaults(spec.method, suggest(trial, spec), self.task.defaults))
         for key, value in {
             record.METHOD: spec.method, record.HYPERPARAMETERS: hp, record.TASK: spec.task,
             record.TASK_OPTIONS: spec.task_options, record.SEED: spec.train_seed, record.DEVICE: str(self.device),

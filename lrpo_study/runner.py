@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from . import interrupts, record
 from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore, beside_storage
-from .config import StudySpec, check_objectives
+from .config import StudySpec, check_corners, check_objectives
 from .errors import UserError
 from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, Objective, reference_params
@@ -214,6 +214,7 @@ def spec_task(spec: StudySpec, options: RunOptions) -> Task:
     """The study's task, built and checked against its objectives (before any study is created)."""
     task = load_task(spec.task, spec.task_options, data_dir=options.data_dir, seed=spec.train_seed)
     check_objectives(spec, has_accuracy=task.has_accuracy)
+    check_corners(spec, defaults=task.defaults)
     return task
 
 

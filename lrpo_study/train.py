@@ -203,10 +203,13 @@ def train(
     n, batch_size, epochs = len(task.train[0]), hp["batch_size"], hp["epochs"]
     per_epoch = task.samples_per_epoch
     probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps, seed=seed)
-    schedule = make_schedule(
-        method, optimizer, hp, total_steps=epochs * math.ceil(per_epoch / batch_size), params=model.parameters(),
-        probe=probe, seed=seed, ignore=TRAIN_PARAMS,
-    )
+    try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
+        schedule = make_schedule(
+            method, optimizer, hp, total_steps=epochs * math.ceil(per_epoch / batch_size), params=model.parameters(),
+            probe=probe, seed=seed, ignore=TRAIN_PARAMS,
+        )
+    except ValueError as exc:
+        raise UserError(f"{method} on task {task.name!r} ({per_epoch} samples per epoch): {exc}") from None
     state = LoopState(model, optimizer, schedule, torch.Generator(device=device).manual_seed(seed),
                       curves={name: [] for name in curve_names(task)})
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

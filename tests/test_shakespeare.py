@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 from pathlib import Path
@@ -160,7 +161,7 @@ def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(t
     study.write_text(
         '[study]\nname = "loss"\nmethod = "cosine"\nobjectives = ["final_val_loss", "train_seconds"]\nn_trials = 2\n'
         f'[task]\nname = "shakespeare-char"\n{options}\n[pruning]\nrule = "none"\n'
-        '[fixed]\noptimizer = "adamw"\nbatch_size = 16\nepochs = 2\n'
+        '[fixed]\noptimizer = "adamw"\nbatch_size = 16\nepochs = 2\nwarmup_steps = 0\n'  # the recipe's 100: longer than this run
         '[search]\nlr = { type = "float", low = 1e-3, high = 1e-2, log = true }\n'
     )
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -183,3 +184,20 @@ def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(t
     assert after[1].seeds == [8] and all(c.seeds == [7] for n, c in after.items() if n != 1)
     assert_one_line_error(cli("confirm", "--storage", url, "--study", "loss", "--trial", "5"), "no complete trial 5")
     assert_one_line_error(cli("confirm", "--storage", url, "--trial", "1"), "--trial needs exactly one --study")
+
+
+def test_run_with_no_settings_trains_with_nanogpt_s_recipe() -> None:
+    from lrpo_study.tasks.shakespeare import DEFAULTS
+
+    proc = cli("run", "--task", "shakespeare-char", "--method", "cosine", "--epochs", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert {k: result["hyperparameters"][k] for k in DEFAULTS if k != "epochs"} == {k: v for k, v in DEFAULTS.items() if k != "epochs"}
+    assert result["final_val_loss"] < 2.6, result["curves"]["val_loss"]
+
+
+def test_a_default_warm_up_longer_than_the_run_is_one_line() -> None:
+    args = ["run", "--task", "shakespeare-char", "--method", "cosine", "--epochs", "1"]
+    for key, value in SMALL.items():
+        args += ["--task-option", f"{key}={value}"]
+    assert_one_line_error(cli(*args), "cosine on task 'shakespeare-char'", "warmup_steps=100", "total_steps=6")

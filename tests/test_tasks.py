@@ -16,7 +16,7 @@ from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import data_fingerprint
 from lrpo_study.train import train
 
-from .conftest import cli
+from .conftest import cli, write_task_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLASSIFICATION = '[task]\nname = "tests.user_task:classification"\nn = 640\nseed = 3\n'
@@ -156,3 +156,25 @@ def test_adamw_changes_the_trajectory_and_is_what_the_loop_builds() -> None:
     assert adamw.hyperparameters["beta2"] == 0.99 and "momentum" not in adamw.hyperparameters
     with pytest.raises(ValueError, match="momentum applies to optimizer 'sgd' only"):
         resolve("fixed", {"optimizer": "adamw", "momentum": 0.5})
+
+
+def test_a_task_s_defaults_are_what_runs_and_studies_start_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lrpo_study.cli import main
+
+    from .user_task import RECIPE
+
+    assert main(["run", "--task", "tests.user_task:with_recipe", "--method", "fixed", "--json", "--device", "cpu"]) == 0
+    used = json.loads(capsys.readouterr().out)["hyperparameters"]
+    assert {k: used[k] for k in RECIPE} == RECIPE  # recorded as used
+    assert main(["run", "--task", "tests.user_task:with_recipe", "--method", "fixed", "--set", "optimizer=sgd",
+                 "--set", "batch_size=64", "--json", "--device", "cpu"]) == 0
+    used = json.loads(capsys.readouterr().out)["hyperparameters"]
+    assert (used["optimizer"], used["batch_size"], used["lr"], "beta2" in used) == ("sgd", 64, RECIPE["lr"], False)
+    spec = write_task_study(tmp_path / "r.toml", name="recipe", task="tests.user_task:with_recipe", n_trials=2)
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert main(["optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu"]) == 0
+    for trial in optuna.load_study(study_name="recipe", storage=url).trials:
+        hp = trial.user_attrs["hyperparameters"]  # the study's [fixed] (epochs, batch size) and [search] (lr) win
+        assert (hp["optimizer"], hp["beta2"], hp["batch_size"], hp["epochs"]) == ("adamw", 0.95, 64, 2)
+        assert hp["lr"] == trial.params["lr"] != RECIPE["lr"]
+    capsys.readouterr()

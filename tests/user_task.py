@@ -88,3 +88,13 @@ def notes_imports_at_first_model(*, note: str = "") -> Task:
         return task.build_model()
 
     return Task(build_model=build, train=task.train, val=task.val, test=task.test, name="blobs-noting")
+
+
+RECIPE = {"optimizer": "adamw", "beta2": 0.95, "lr": 0.02, "batch_size": 32, "epochs": 2, "weight_decay": 0.0}
+
+
+def with_recipe() -> Task:
+    """``classification`` that declares the hyperparameters it trains with by default."""
+    task = classification()
+    return Task(build_model=task.build_model, train=task.train, val=task.val, test=task.test, name="blobs-recipe",
+                defaults=RECIPE)

@@ -29,11 +29,12 @@ class BuiltinTask:
 
     factory: Callable[..., Task]
     options: dict[str, Param]
+    defaults: Mapping[str, Any]  # the Task's defaults, known before its data is loaded
 
 
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
-    "fashion-mnist": BuiltinTask(fashion_mnist.make_task, fashion_mnist.OPTIONS),
-    "shakespeare-char": BuiltinTask(shakespeare.make_task, shakespeare.OPTIONS),
+    "fashion-mnist": BuiltinTask(fashion_mnist.make_task, fashion_mnist.OPTIONS, {}),
+    "shakespeare-char": BuiltinTask(shakespeare.make_task, shakespeare.OPTIONS, shakespeare.DEFAULTS),
 }
 DEFAULT_TASK = "fashion-mnist"
 

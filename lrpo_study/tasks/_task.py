@@ -63,7 +63,9 @@ class Task:
     permutation of ``train`` each epoch (None: all of them). ``eval_batch``:
     samples per forward pass when evaluating. ``decay_matrices_only``: weight
     decay applies to parameters with two or more dimensions only (not to
-    biases, norms), as transformer recipes do.
+    biases, norms), as transformer recipes do. ``defaults``: the hyperparameters this
+    workload trains with unless told otherwise (its recipe: batch size, optimizer, lr,
+    ...); ``run --set`` and a study's ``[fixed]``/``[search]`` override them.
     """
 
     build_model: Callable[[], nn.Module]
@@ -78,6 +80,7 @@ class Task:
     epoch_size: int | None = None
     eval_batch: int = 8192
     decay_matrices_only: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not callable(self.build_model):
@@ -92,6 +95,8 @@ class Task:
             raise ValueError(f"Task.name must be a non-empty string, got {self.name!r}")
         if self.epoch_size is not None and not 1 <= self.epoch_size <= len(self.train[0]):
             raise ValueError(f"Task.epoch_size must be in [1, {len(self.train[0])}] or None, got {self.epoch_size}")
+        if not isinstance(self.defaults, Mapping) or not all(isinstance(k, str) for k in self.defaults):
+            raise TypeError(f"Task.defaults must map hyperparameter names to values, got {type(self.defaults).__name__}")
         if self.eval_batch < 1:
             raise ValueError(f"Task.eval_batch must be >= 1, got {self.eval_batch}")
         if not self.fingerprint:

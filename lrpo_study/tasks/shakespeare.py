@@ -48,6 +48,10 @@ URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshake
 SIZE = 1_115_394
 MD5 = "6fb458f1232090904fb40fe944165e91"
 
+# nanoGPT's shakespeare_char CPU recipe: 2000 iterations of batch 12 are 10 epochs of this task.
+DEFAULTS = {"optimizer": "adamw", "lr": 1e-3, "beta2": 0.99, "weight_decay": 0.1, "grad_clip": 1.0, "batch_size": 12,
+            "epochs": 10, "warmup_steps": 100, "eta_min": 1e-4}
+
 OPTIONS: dict[str, Param] = {
     "split": Param(str, "holdout", "holdout: val [90%, 95%), test [95%, 100%); nanogpt: val = last 10%, no test",
                    choices=("holdout", "nanogpt")),
@@ -199,4 +203,5 @@ def make_task(
         train=train, val=val, test=test, name="shakespeare-char",
         fingerprint=hashlib.sha256(f"{MD5};{split};{block_size};{val_windows}".encode()).hexdigest()[:32],
         epoch_size=min(epoch_windows, len(train[0])), eval_batch=128, decay_matrices_only=True, options=options,
+        defaults=DEFAULTS,
     )
