@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from .loop_state import LoopState
 from .optimizers import build_optimizer
 from .schedules import Schedule, make_schedule
 from .tasks import Task
+from .tasks._batches import Batch, batch_len, collate, loader, to_device
 from .tasks._identity import model_identity
 
 CURVES = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
@@ -113,30 +114,37 @@ def resolve_device(name: str) -> torch.device:
 
 def _make_probe(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, *, batch_size: int, steps: int, seed: int,
+    device: torch.device,
 ) -> Callable[[float], float]:
     """probe(α): train ``steps`` batches at initial_lr·α from a snapshot, return the loss on a
     held training batch, and restore everything (model, optimizer, RNG)."""
-    x, y = task.train
     gen = torch.Generator().manual_seed(seed + 7919)
-    order = torch.randperm(len(x), generator=gen).to(x.device)
+    order = torch.randperm(task.train_size, generator=gen)
     batches = [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
     held = order[steps * batch_size:(steps + 1) * batch_size]
+
+    def batch(idx: torch.Tensor) -> Batch:
+        if isinstance(task.train, tuple):
+            x, y = task.train
+            idx = idx.to(x.device)
+            return x[idx], y[idx]
+        return to_device(collate(task.train, idx.tolist()), device)
 
     def probe(alpha: float) -> float:
         model_state = copy.deepcopy(model.state_dict())
         opt_state = copy.deepcopy(optimizer.state_dict())
         lrs = [g["lr"] for g in optimizer.param_groups]
-        with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             model.train()
             for g in optimizer.param_groups:
                 g["lr"] = g["initial_lr"] * alpha
             for idx in batches:
                 optimizer.zero_grad(set_to_none=True)
-                task.loss_fn(model(x[idx]), y[idx]).backward()
+                task.batch_loss(model, batch(idx)).backward()
                 optimizer.step()
             model.eval()
             with torch.no_grad():
-                loss = float(task.loss_fn(model(x[held]), y[held]))
+                loss = float(task.batch_loss(model, batch(held)))
         model.load_state_dict(model_state)
         optimizer.load_state_dict(opt_state)
         for g, lr in zip(optimizer.param_groups, lrs, strict=True):
@@ -150,19 +158,33 @@ EpochHook = Callable[[EpochMetrics], None]
 StepHook = Callable[[int, torch.Tensor], None]
 
 
+def epoch_batches(task: Task, order: torch.Tensor, *, batch_size: int, seed: int, device: torch.device) -> Iterator[Batch]:
+    """The epoch's batches in ``order``: index slices of the device-resident tensors (the fast path), or
+    a DataLoader over the Dataset in that order, its workers seeded from ``seed``."""
+    if isinstance(task.train, tuple):
+        x, y = task.train
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield x.index_select(0, idx), y.index_select(0, idx)
+        return
+    batches = loader(task.train, order=order.tolist(), batch_size=batch_size, num_workers=task.num_workers, seed=seed,
+                     device=device)
+    for batch in batches:
+        yield to_device(batch, device, non_blocking=True)
+
+
 def train_epoch(
     model: torch.nn.Module, task: Task, optimizer: torch.optim.Optimizer, schedule: Schedule,
-    order: torch.Tensor, *, batch_size: int, grad_clip: float = 0.0, on_batch: Callable[[torch.Tensor], None],
+    batches: Iterable[Batch], *, samples: int, grad_clip: float = 0.0, on_batch: Callable[[torch.Tensor], None],
 ) -> tuple[float, float]:
-    """One pass over ``task.train`` in ``order``; returns the mean training loss and the mean lr."""
+    """One pass over ``batches`` (``samples`` in all); returns the mean training loss and the mean lr."""
     model.train()
-    x, y = task.train
-    loss_sum = torch.zeros((), device=x.device)
-    lr_sum = 0.0
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    loss_sum = torch.zeros((), device=next(model.parameters()).device)
+    lr_sum, steps = 0.0, 0
+    for batch in batches:
         lr_sum += optimizer.param_groups[0]["lr"]
-        loss = task.loss_fn(model(x.index_select(0, idx)), y.index_select(0, idx))
+        steps += 1
+        loss = task.batch_loss(model, batch)
         schedule.observe(loss)  # the curvature schedule reads the loss graph here
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -170,9 +192,9 @@ def train_epoch(
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         schedule.batch_end()
-        loss_sum += loss.detach() * len(idx)
+        loss_sum += loss.detach() * batch_len(batch)
         on_batch(loss)
-    return float(loss_sum) / len(order), lr_sum / math.ceil(len(order) / batch_size)
+    return float(loss_sum) / samples, lr_sum / steps
 
 
 def train(
@@ -200,9 +222,10 @@ def train(
     torch.manual_seed(seed)
     model = task.build_model().to(device)
     optimizer = build_optimizer(model.parameters(), hp, matrices_only=task.decay_matrices_only)
-    n, batch_size, epochs = len(task.train[0]), hp["batch_size"], hp["epochs"]
+    n, batch_size, epochs = task.train_size, hp["batch_size"], hp["epochs"]
     per_epoch = task.samples_per_epoch
-    probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps, seed=seed)
+    probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps,
+                        seed=seed, device=device)
     try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
         schedule = make_schedule(
             method, optimizer, hp, total_steps=epochs * math.ceil(per_epoch / batch_size), params=model.parameters(),
@@ -216,7 +239,7 @@ def train(
     if schedule.interval != "epoch":
         cache = None  # the lr moves within epochs: no per-epoch lr history to key on
     context = {} if cache is None else cache_context(
-        task, seed=seed, device=device, hp=hp, model=model_identity(model, task.loss_fn))
+        task, seed=seed, device=device, hp=hp, model=model_identity(model, task.compute_loss or task.loss_fn))
     if resume is not None:
         state.restore(resume)
     elif cache is not None:
@@ -238,8 +261,9 @@ def train(
             state.lr_history.append([float(lr) for lr in schedule.get_last_lr()])
             start = time.perf_counter()
             order = torch.randperm(n, device=device, generator=state.perm_gen)[:per_epoch]
+            batches = epoch_batches(task, order, batch_size=batch_size, seed=(seed * 1_000_003 + epoch) % 2**63, device=device)
             train_loss, lr = train_epoch(
-                model, task, optimizer, schedule, order, batch_size=batch_size, grad_clip=hp["grad_clip"], on_batch=after_batch,
+                model, task, optimizer, schedule, batches, samples=len(order), grad_clip=hp["grad_clip"], on_batch=after_batch,
             )
             sync()
             seconds = time.perf_counter() - start

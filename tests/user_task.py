@@ -5,6 +5,8 @@ Study files name them as ``tests.user_task:classification`` etc. (resolved from 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -98,3 +100,106 @@ def with_recipe() -> Task:
     task = classification()
     return Task(build_model=task.build_model, train=task.train, val=task.val, test=task.test, name="blobs-recipe",
                 defaults=RECIPE)
+
+
+class Squares(torch.utils.data.Dataset):
+    """Seeded 1×16×16 images: a bright square in one of four row bands (the class), at a random column.
+    With ``augment``, torchvision's RandomCrop(padding 2) and RandomHorizontalFlip per sample, as vision
+    projects train. ``seen`` keeps every version of item 0 handed out (in this process)."""
+
+    def __init__(self, n: int, *, seed: int, augment: bool) -> None:
+        from torchvision.transforms import v2
+
+        gen = torch.Generator().manual_seed(seed)
+        self.y = torch.randint(0, 4, (n,), generator=gen)
+        self.x = torch.rand(n, 1, 16, 16, generator=gen) * 0.3
+        cols = torch.randint(0, 13, (n,), generator=gen)
+        for i in range(n):
+            row = 4 * int(self.y[i])
+            self.x[i, :, row:row + 3, cols[i]:cols[i] + 3] += 1.0
+        self.transform = v2.Compose([v2.RandomCrop(16, padding=2), v2.RandomHorizontalFlip()]) if augment else None
+        self.seen: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.x[i] if self.transform is None else self.transform(self.x[i])
+        if i == 0:
+            self.seen.append(x)
+        return x, self.y[i]
+
+
+def augmented_squares(*, n: int = 384, num_workers: int = 0) -> Task:
+    """A Dataset task with random per-sample augmentation (train) and plain validation and test sets."""
+    return Task(
+        build_model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, 4)),
+        train=Squares(n, seed=0, augment=True), val=Squares(128, seed=1, augment=False),
+        test=Squares(128, seed=2, augment=False), num_workers=num_workers, name="augmented-squares",
+    )
+
+
+class Characters(torch.utils.data.Dataset):
+    """Windows of Tiny Shakespeare as transformers batches: ``{"input_ids": w, "labels": w}``."""
+
+    def __init__(self, ids: torch.Tensor, block: int) -> None:
+        self.ids, self.block = ids, block
+
+    def __len__(self) -> int:
+        return (len(self.ids) - 1) // self.block
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        window = self.ids[i * self.block:(i + 1) * self.block].long()
+        return {"input_ids": window, "labels": window}
+
+
+def tiny_gpt2(*, chars: int = 24_000, block: int = 32, with_loss: bool = True) -> Task:
+    """transformers' GPT2LMHeadModel (built from a small config, no download) on dict batches; it computes
+    its own loss from ``labels``. ``with_loss=False`` drops the labels: the model then returns no loss."""
+    import os
+    from pathlib import Path
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    text = (Path(os.environ["LRPO_DATA_DIR"]) / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:chars]
+    vocab = sorted(set(text))
+    ids = torch.tensor([vocab.index(c) for c in text], dtype=torch.uint8)
+    cut = int(len(ids) * 0.8)
+    train, val = Characters(ids[:cut], block), Characters(ids[cut:], block)
+    if not with_loss:
+        train = _WithoutLabels(train)
+    config = GPT2Config(vocab_size=len(vocab), n_positions=block, n_embd=32, n_layer=1, n_head=2,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    return Task(build_model=lambda: GPT2LMHeadModel(config), train=train, val=val, name="tiny-gpt2")
+
+
+class _WithoutLabels(torch.utils.data.Dataset):
+    def __init__(self, inner: torch.utils.data.Dataset) -> None:
+        self.inner = inner
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.inner[i]["input_ids"]}
+
+
+class _NotTensors(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> tuple[list[float], int]:
+        return [0.0, 1.0], i
+
+
+def items_not_tensors() -> Task:
+    return Task(build_model=lambda: nn.Linear(2, 2), train=_NotTensors(), val=_NotTensors())
+
+
+def negative_workers() -> Task:
+    return dataclasses.replace(augmented_squares(n=16), num_workers=-1)
+
+
+def a_loader() -> Task:
+    squares = Squares(8, seed=0, augment=False)
+    return Task(build_model=lambda: nn.Linear(2, 2), train=torch.utils.data.DataLoader(squares), val=squares)

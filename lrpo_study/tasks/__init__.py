@@ -17,9 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
+
 from ..errors import UserError
 from ..schedules import Param, validate_params
 from . import fashion_mnist, shakespeare
+from ._batches import collate
 from ._task import Task, cross_entropy, data_fingerprint
 
 
@@ -100,4 +103,19 @@ def load_task(
         raise UserError(f"task {name!r}: the factory raised {type(exc).__name__}: {exc}".splitlines()[0]) from None
     if not isinstance(task, Task):
         raise UserError(f"task {name!r}: the factory returned a {type(task).__name__}, not an lrpo_study.Task")
+    _check_own_loss(name, task)
     return replace(task, options=resolved)
+
+
+def _check_own_loss(name: str, task: Task) -> None:
+    """Dict batches train on the model's own loss: check, on two items, that there is one (before any study)."""
+    if isinstance(task.train, tuple) or task.compute_loss is not None:
+        return
+    with torch.random.fork_rng(devices=[]):
+        batch = collate(task.train, range(min(2, task.train_size)))
+        if not isinstance(batch, dict):
+            return
+        try:
+            task.batch_loss(task.build_model(), batch)
+        except TypeError as exc:
+            raise UserError(f"task {name!r}: {exc}") from None

@@ -11,11 +11,16 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import Dataset
 
+from ._batches import Batch, batch_len, check_dataset, dataset_fingerprint, loader, to_device
 from ._identity import model_identity
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+Data = Pair | Dataset  # type: ignore[type-arg]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ComputeLoss = Callable[[nn.Module, Batch], torch.Tensor]
+IGNORE_INDEX = -100  # label positions transformers leaves out of the loss (and we out of accuracy)
 
 
 def cross_entropy(output: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
@@ -46,6 +51,20 @@ def data_fingerprint(*pairs: Pair | None) -> str:
     return digest.hexdigest()[:32]
 
 
+def _check_data(name: str, data: Any) -> None:
+    if isinstance(data, tuple):
+        _check_pair(name, data)
+    else:
+        check_dataset(name, data)
+
+
+def _fingerprint(*parts: Data | None) -> str:
+    if all(p is None or isinstance(p, tuple) for p in parts):
+        return data_fingerprint(*parts)  # type: ignore[arg-type]
+    pieces = [data_fingerprint(p) if isinstance(p, tuple) else "-" if p is None else dataset_fingerprint(p) for p in parts]
+    return hashlib.sha256(";".join(pieces).encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True, kw_only=True)
 class Task:
     """A workload for the one loop.
@@ -66,13 +85,24 @@ class Task:
     biases, norms), as transformer recipes do. ``defaults``: the hyperparameters this
     workload trains with unless told otherwise (its recipe: batch size, optimizer, lr,
     ...); ``run --set`` and a study's ``[fixed]``/``[search]`` override them.
+
+    Beside tensor pairs, ``train``/``val``/``test`` may be map-style Datasets whose items
+    are tensors, tuples or dicts of tensors (per-sample transforms inside, as torchvision's
+    do); the loop batches them through a DataLoader in its seeded order, with
+    ``num_workers`` worker processes seeded from (seed, epoch). Evaluation reads val/test
+    in order: give them a Dataset without random augmentation. How a batch becomes a loss:
+    ``compute_loss(model, batch)`` when given; else ``loss(model(x), y)`` for a pair, and
+    the model's own ``output.loss`` for a dict batch (transformers' convention, called as
+    ``model(**batch)``); accuracy of a dict batch compares ``output.logits`` with
+    ``batch["labels"]`` per token, ignoring -100 (shifted by one for a causal language model).
     """
 
     build_model: Callable[[], nn.Module]
-    train: Pair
-    val: Pair
-    test: Pair | None = None
+    train: Data
+    val: Data
+    test: Data | None = None
     loss: LossFn | None = None
+    compute_loss: ComputeLoss | None = None
     name: str = "custom"
     has_accuracy: bool = True
     fingerprint: str = ""
@@ -81,26 +111,30 @@ class Task:
     eval_batch: int = 8192
     decay_matrices_only: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         if not callable(self.build_model):
             raise TypeError(f"Task.build_model must be callable, got {type(self.build_model).__name__}")
-        _check_pair("train", self.train)
-        _check_pair("val", self.val)
+        _check_data("train", self.train)
+        _check_data("val", self.val)
         if self.test is not None:
-            _check_pair("test", self.test)
-        if self.loss is not None and not callable(self.loss):
-            raise TypeError(f"Task.loss must be callable or None, got {type(self.loss).__name__}")
+            _check_data("test", self.test)
+        for name in ("loss", "compute_loss"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise TypeError(f"Task.{name} must be callable or None, got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"Task.num_workers must be an integer >= 0, got {self.num_workers!r}")
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Task.name must be a non-empty string, got {self.name!r}")
-        if self.epoch_size is not None and not 1 <= self.epoch_size <= len(self.train[0]):
-            raise ValueError(f"Task.epoch_size must be in [1, {len(self.train[0])}] or None, got {self.epoch_size}")
+        if self.epoch_size is not None and not 1 <= self.epoch_size <= self.train_size:
+            raise ValueError(f"Task.epoch_size must be in [1, {self.train_size}] or None, got {self.epoch_size}")
         if not isinstance(self.defaults, Mapping) or not all(isinstance(k, str) for k in self.defaults):
             raise TypeError(f"Task.defaults must map hyperparameter names to values, got {type(self.defaults).__name__}")
         if self.eval_batch < 1:
             raise ValueError(f"Task.eval_batch must be >= 1, got {self.eval_batch}")
         if not self.fingerprint:
-            object.__setattr__(self, "fingerprint", data_fingerprint(self.train, self.val, self.test))
+            object.__setattr__(self, "fingerprint", _fingerprint(self.train, self.val, self.test))
 
     def model_identity(self, *, seed: int) -> str:
         """The identity of the model this task builds after ``torch.manual_seed(seed)`` (structure,
@@ -108,30 +142,46 @@ class Task:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = self.build_model()
-        return model_identity(model, self.loss_fn)
+        return model_identity(model, self.compute_loss or self.loss_fn)
+
+    @property
+    def train_size(self) -> int:
+        return len(self.train[0]) if isinstance(self.train, tuple) else len(self.train)  # type: ignore[arg-type]
 
     @property
     def samples_per_epoch(self) -> int:
-        return self.epoch_size or len(self.train[0])
+        return self.epoch_size or self.train_size
 
     @property
     def loss_fn(self) -> LossFn:
         return self.loss or cross_entropy
 
     def to(self, device: torch.device | str) -> Task:
-        """The same task with its data on ``device`` (no copy where it already is)."""
-        def move(pair: Pair) -> Pair:
-            return pair[0].to(device), pair[1].to(device)
+        """The same task with its tensor pairs on ``device`` (no copy where they already are);
+        Datasets stay where they are and their batches move."""
+        def move(data: Data) -> Data:
+            return (data[0].to(device), data[1].to(device)) if isinstance(data, tuple) else data
 
         test = None if self.test is None else move(self.test)
         return dataclasses.replace(self, train=move(self.train), val=move(self.val), test=test)
 
+    def batch_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """The mean loss of one batch, with its graph (see the class docstring for the rules)."""
+        if self.compute_loss is not None:
+            return self.compute_loss(model, batch)
+        if isinstance(batch, dict):
+            return _own_loss(model(**batch))
+        x, y = batch
+        return self.loss_fn(model(x), y)
+
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, pair: Pair, *, chunk: int | None = None) -> tuple[float, float | None]:
-        """Mean loss and accuracy (a fraction, or None without accuracy) of ``model`` on ``pair``."""
+    def evaluate(self, model: nn.Module, data: Data, *, chunk: int | None = None) -> tuple[float, float | None]:
+        """Mean loss and accuracy (a fraction, or None without accuracy) of ``model`` on ``data``."""
         chunk = chunk or self.eval_batch
         model.eval()
-        x, y = pair
+        if not isinstance(data, tuple):
+            return self._evaluate_dataset(model, data, chunk)
+        x, y = data
         loss_sum = torch.zeros((), device=x.device)
         correct = torch.zeros((), device=x.device, dtype=torch.long)
         for i in range(0, len(x), chunk):
@@ -144,3 +194,50 @@ class Task:
                 correct += (out.argmax(-1) == target).sum()
         accuracy = int(correct) / y.numel() if self.has_accuracy else None
         return float(loss_sum) / len(x), accuracy
+
+    def _evaluate_dataset(self, model: nn.Module, data: Dataset, chunk: int) -> tuple[float, float | None]:  # type: ignore[type-arg]
+        device = next(model.parameters()).device
+        loss_sum, weight, correct, counted = 0.0, 0, 0, 0
+        for batch in loader(data, order=None, batch_size=chunk, num_workers=self.num_workers, seed=0, device=device):
+            batch = to_device(batch, device, non_blocking=True)
+            if isinstance(batch, dict):
+                out = model(**batch)
+                labels = batch.get("labels")
+                n = int((labels != IGNORE_INDEX).sum()) if labels is not None else batch_len(batch)
+                loss = self.compute_loss(model, batch) if self.compute_loss is not None else _own_loss(out)
+                if self.has_accuracy:
+                    c, k = _token_accuracy(model, out, labels)
+                    correct, counted = correct + c, counted + k
+            else:
+                x, y = batch
+                n = len(y)
+                loss = self.batch_loss(model, batch)
+                if self.has_accuracy:
+                    correct, counted = correct + int((model(x).argmax(-1) == y).sum()), counted + y.numel()
+            loss_sum += float(loss) * n
+            weight += n
+        accuracy = (correct / counted if counted else 0.0) if self.has_accuracy else None
+        return loss_sum / weight, accuracy
+
+
+def _own_loss(output: Any) -> torch.Tensor:
+    loss = getattr(output, "loss", None)
+    if loss is None and isinstance(output, Mapping):
+        loss = output.get("loss")
+    if not isinstance(loss, torch.Tensor):
+        raise TypeError(
+            "a dict batch needs a model whose output carries .loss (transformers' convention: pass labels) "
+            f"or Task.compute_loss(model, batch); the model returned {type(output).__name__}"
+        )
+    return loss
+
+
+def _token_accuracy(model: nn.Module, output: Any, labels: torch.Tensor | None) -> tuple[int, int]:
+    logits = getattr(output, "logits", None)
+    if logits is None or labels is None:
+        raise TypeError("accuracy of a dict batch needs output.logits and batch['labels'] (or has_accuracy=False)")
+    name = type(model).__name__
+    if getattr(getattr(model, "config", None), "is_decoder", False) or "CausalLM" in name or "LMHead" in name:
+        logits, labels = logits[..., :-1, :], labels[..., 1:]  # a causal LM predicts the next token
+    keep = labels != IGNORE_INDEX
+    return int(((logits.argmax(-1) == labels) & keep).sum()), int(keep.sum())

@@ -1,0 +1,79 @@
+"""Tasks fed by a Dataset: per-sample augmentation drawn afresh each epoch and repeated by the seed, and
+dict batches that a transformers model turns into its own loss, through the one loop and through studies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import torch
+
+from lrpo_study.hyperparameters import resolve
+from lrpo_study.train import train
+
+from .conftest import cli
+from .user_task import augmented_squares
+
+HP = resolve("fixed", {"epochs": 2, "batch_size": 64, "lr": 0.1})
+
+
+def test_augmentation_is_drawn_afresh_each_epoch_and_the_seed_repeats_every_batch() -> None:
+    runs = []
+    for _ in range(2):
+        task = augmented_squares()
+        result = train(task=task, method="fixed", hyperparameters=HP, seed=5)
+        runs.append((task.train.seen, result.curves))
+    (seen, curves), (seen_again, curves_again) = runs
+    first, second = seen[-2:]  # what the two epochs drew (checking the task looks at item 0 once more)
+    assert not torch.equal(first, second)  # one image, two epochs, two augmentations
+    assert all(torch.equal(a, b) for a, b in zip(seen[-2:], seen_again[-2:], strict=True))  # the same seed, the same draws
+    assert curves["val_loss"] == curves_again["val_loss"] and curves["train_loss"] == curves_again["train_loss"]
+    assert curves["val_accuracy"][-1] > 0.4  # it learns (4 classes)
+    workers = [train(task=augmented_squares(num_workers=2), method="fixed", hyperparameters=HP, seed=5).curves["train_loss"]
+               for _ in range(2)]
+    assert workers[0] == workers[1]  # worker processes are seeded from (seed, epoch) too
+
+
+def test_a_dataset_study_with_pruning_and_the_cache_is_reproduced_exactly(tmp_path: Path) -> None:
+    spec = tmp_path / "aug.toml"
+    spec.write_text(
+        '[study]\nname = "aug"\nmethod = "fixed"\nobjectives = ["best_val_accuracy", "epochs"]\nn_trials = 6\n'
+        'sampler = "random"\n[task]\nname = "tests.user_task:augmented_squares"\nn = 256\n'
+        '[pruning]\nrule = "quantile"\nwarmup_epochs = 1\nmin_trials = 2\n[fixed]\nbatch_size = 64\n'
+        '[search]\nlr = { type = "categorical", choices = [0.05, 0.2] }\nepochs = { type = "int", low = 2, high = 4 }\n'
+    )
+    studies = []
+    for name, flags in (("cached", []), ("uncached", ["--no-cache"])):
+        url = f"sqlite:///{tmp_path / f'{name}.db'}"
+        proc = cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu", *flags)
+        assert proc.returncode == 0, proc.stderr
+        studies.append(optuna.load_study(study_name="aug", storage=url).trials)
+    cached, uncached = studies
+    assert [(t.state, t.values, t.user_attrs["curves"]["val_loss"]) for t in cached] == \
+        [(t.state, t.values, t.user_attrs["curves"]["val_loss"]) for t in uncached]
+    assert sum(t.user_attrs["cached_epochs"] for t in cached) > 0  # trials sharing an lr branched from the cache
+    assert not any("test_loss" in t.user_attrs for t in cached)
+
+
+def test_dict_batches_train_a_transformers_model_on_its_own_loss(tmp_path: Path) -> None:
+    proc = cli("run", "--task", "tests.user_task:tiny_gpt2", "--method", "cosine", "--epochs", "2", "--set", "batch_size=16",
+               "--set", "optimizer=adamw", "--set", "lr=3e-3", "--set", "weight_decay=0.0", "--json", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    losses = result["curves"]["val_loss"]
+    assert losses[-1] < losses[0] < 4.3  # from about ln(vocabulary) down
+    assert 0.0 < result["curves"]["val_accuracy"][-1] < 1.0  # next-token accuracy, ignoring nothing here
+    spec = tmp_path / "gpt.toml"
+    spec.write_text(
+        '[study]\nname = "gpt"\nmethod = "cosine"\nobjectives = ["final_val_loss"]\nn_trials = 4\nsampler = "random"\n'
+        '[task]\nname = "tests.user_task:tiny_gpt2"\n[pruning]\nrule = "median"\nwarmup_epochs = 1\nmin_trials = 1\n'
+        '[fixed]\noptimizer = "adamw"\nbatch_size = 16\nepochs = 3\n'
+        '[search]\nlr = { type = "float", low = 1e-4, high = 1e-2, log = true }\n'
+    )
+    url = f"sqlite:///{tmp_path / 'gpt.db'}"
+    assert cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu").returncode == 0
+    trials = optuna.load_study(study_name="gpt", storage=url).trials
+    assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+    best = min((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
+    assert best.value == best.user_attrs["curves"]["val_loss"][-1] < 4.3
