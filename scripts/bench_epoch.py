@@ -21,18 +21,24 @@ which warms up, is left out). Last line:
 bound (6 · parameters + 12 · layers · context · width) · tokens (nanoGPT's
 estimate, attention included), measured the same way. Last line:
 ``tokens_per_s=... flop_fraction=...``.
+
+``--task-option augment=true [--task-option num_workers=N]``: the Dataset path (RandomCrop with
+padding 2 and a horizontal flip per image) against a plain DataLoader loop over the same Dataset,
+batch size and model. Last line: ``num_workers=N dataset_path_ratio=<ours/plain>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import statistics
 import time
 from typing import Any
 
 import torch
 from _reference import BATCH, SAMPLES, reference_loader, reference_mlp, reference_train, sync
+from torch.utils.data import DataLoader
 
 from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import Task, load_task
@@ -63,6 +69,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--task", choices=("fashion-mnist", "shakespeare-char"), default="fashion-mnist")
     parser.add_argument("--profile", action="store_true", help="print where one epoch of our loop spends its time, then stop")
+    parser.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fashion-mnist: augment=true (the Dataset path) and num_workers=N")
     args = parser.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
@@ -71,9 +79,13 @@ def main() -> None:
         bench_shakespeare(args, device)
         return
 
-    task = load_task("fashion-mnist", {"split": "paper", "train_size": SAMPLES}, data_dir=args.data_dir, seed=42)
+    options = {k: json.loads(v) for k, _, v in (item.partition("=") for item in args.task_option)}
+    task = load_task("fashion-mnist", {"split": "paper", "train_size": SAMPLES, **options}, data_dir=args.data_dir, seed=42)
     if args.profile:
         profile_epoch(task, device)
+        return
+    if options.get("augment"):
+        bench_augmented(args, task, device)
         return
     ref = reference_train(reference_loader(args.data_dir), device, args.epochs)
     params = count_parameters(reference_mlp())
@@ -85,6 +97,18 @@ def main() -> None:
     print(f"matmul beside each epoch: {', '.join(f'{f / 1e9:.0f}' for f in flops)} GFLOP/s; "
           f"FLOP bound 6*{params}*{SAMPLES} per epoch")
     print(f"speedup={ref_s / ours_s:.2f} flop_fraction={fraction:.2f}")
+
+
+def bench_augmented(args: argparse.Namespace, task: Task, device: torch.device) -> None:
+    """The Dataset path (per-sample RandomCrop + flip) against a plain hand-written DataLoader loop over
+    the same Dataset, batch size and model architecture, in this run."""
+    plain = DataLoader(task.train, batch_size=BATCH, shuffle=True, num_workers=task.num_workers)  # type: ignore[arg-type]
+    ref = reference_train(plain, device, args.epochs)
+    seconds, _, _ = timed_epochs(task, resolve("fixed", {"epochs": args.epochs + 1}), device, ((BATCH, 784, 256),))
+    ref_s, ours_s = statistics.median(ref), statistics.median(seconds)
+    print(f"plain DataLoader loop, same transforms: {ref_s:.3f} s  (epochs: {', '.join(f'{t:.3f}' for t in ref)})")
+    print(f"our Dataset path:                      {ours_s:.3f} s  (epochs: {', '.join(f'{t:.3f}' for t in seconds)})")
+    print(f"num_workers={task.num_workers} dataset_path_ratio={ours_s / ref_s:.3f}")
 
 
 def profile_epoch(task: Task, device: torch.device) -> None:

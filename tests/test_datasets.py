@@ -4,6 +4,8 @@ dict batches that a transformers model turns into its own loss, through the one 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -12,7 +14,7 @@ import torch
 from lrpo_study.hyperparameters import resolve
 from lrpo_study.train import train
 
-from .conftest import cli
+from .conftest import REPO, assert_one_line_error, cli
 from .user_task import augmented_squares
 
 HP = resolve("fixed", {"epochs": 2, "batch_size": 64, "lr": 0.1})
@@ -40,7 +42,8 @@ def test_a_dataset_study_with_pruning_and_the_cache_is_reproduced_exactly(tmp_pa
     spec.write_text(
         '[study]\nname = "aug"\nmethod = "fixed"\nobjectives = ["best_val_accuracy", "epochs"]\nn_trials = 6\n'
         'sampler = "random"\n[task]\nname = "tests.user_task:augmented_squares"\nn = 256\n'
-        '[pruning]\nrule = "quantile"\nwarmup_epochs = 1\nmin_trials = 2\n[fixed]\nbatch_size = 64\n'
+        '[pruning]\nrule = "quantile"\nwarmup_epochs = 1\nmin_trials = 2\ncost_tolerance = 1.0\n'  # on accuracy alone: seconds vary
+        '[fixed]\nbatch_size = 64\n'
         '[search]\nlr = { type = "categorical", choices = [0.05, 0.2] }\nepochs = { type = "int", low = 2, high = 4 }\n'
     )
     studies = []
@@ -54,6 +57,29 @@ def test_a_dataset_study_with_pruning_and_the_cache_is_reproduced_exactly(tmp_pa
         [(t.state, t.values, t.user_attrs["curves"]["val_loss"]) for t in uncached]
     assert sum(t.user_attrs["cached_epochs"] for t in cached) > 0  # trials sharing an lr branched from the cache
     assert not any("test_loss" in t.user_attrs for t in cached)
+    proc = cli("confirm", "--storage", f"sqlite:///{tmp_path / 'cached.db'}", "--seeds", "3", "--best", "1", "--device", "cpu")
+    assert proc.returncode == 0 and "test_accuracy" in proc.stdout, proc.stderr  # scored on the test Dataset
+
+
+SMALL_GPT2 = ["--task-option", "n_layer=1", "--task-option", "n_head=2", "--task-option", "n_embd=32",
+              "--task-option", "epoch_windows=256", "--task-option", "val_windows=64"]
+
+
+def test_the_built_in_gpt2_task_trains_on_its_own_loss_from_nanogpt_s_recipe() -> None:
+    proc = cli("run", "--task", "shakespeare-gpt2", "--method", "cosine", "--epochs", "2", *SMALL_GPT2,
+               "--set", "warmup_steps=10", "--json", "--device", "cpu")
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["hyperparameters"]["optimizer"], result["hyperparameters"]["batch_size"]) == ("adamw", 12)
+    losses = result["curves"]["val_loss"]
+    assert losses[-1] < losses[0] < 4.2 and 0.0 < result["curves"]["val_accuracy"][-1] < 1.0
+
+
+def test_the_gpt2_task_without_transformers_names_the_extra() -> None:
+    hide = "import sys; sys.modules['transformers'] = None; from lrpo_study.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", hide, "run", "--task", "shakespeare-gpt2", "--method", "fixed"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert_one_line_error(proc, "shakespeare-gpt2", "needs transformers", "lrpo_study[hf]")
 
 
 def test_dict_batches_train_a_transformers_model_on_its_own_loss(tmp_path: Path) -> None:

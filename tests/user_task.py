@@ -170,7 +170,12 @@ def tiny_gpt2(*, chars: int = 24_000, block: int = 32, with_loss: bool = True) -
         train = _WithoutLabels(train)
     config = GPT2Config(vocab_size=len(vocab), n_positions=block, n_embd=32, n_layer=1, n_head=2,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
-    return Task(build_model=lambda: GPT2LMHeadModel(config), train=train, val=val, name="tiny-gpt2")
+    def build() -> nn.Module:
+        model = GPT2LMHeadModel(config)
+        model.loss_type = "ForCausalLM"  # named, so transformers does not warn that it guessed it
+        return model
+
+    return Task(build_model=build, train=train, val=val, name="tiny-gpt2")
 
 
 class _WithoutLabels(torch.utils.data.Dataset):

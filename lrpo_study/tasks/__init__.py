@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UserError
 from ..schedules import Param, validate_params
-from . import fashion_mnist, shakespeare
+from . import fashion_mnist, shakespeare, shakespeare_gpt2
 from ._batches import collate
 from ._task import Task, cross_entropy, data_fingerprint
 
@@ -38,6 +38,7 @@ class BuiltinTask:
 BUILTIN_TASKS: dict[str, BuiltinTask] = {
     "fashion-mnist": BuiltinTask(fashion_mnist.make_task, fashion_mnist.OPTIONS, {}),
     "shakespeare-char": BuiltinTask(shakespeare.make_task, shakespeare.OPTIONS, shakespeare.DEFAULTS),
+    shakespeare_gpt2.NAME: BuiltinTask(shakespeare_gpt2.make_task, shakespeare_gpt2.OPTIONS, shakespeare.DEFAULTS),
 }
 DEFAULT_TASK = "fashion-mnist"
 

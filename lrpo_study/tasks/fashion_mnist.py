@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from ..data import SPLITS, load_split
+from ..data import MEAN, SPLITS, STD, load_split
 from ..schedules import Param
 from ._task import Task
 
@@ -75,7 +76,27 @@ OPTIONS: dict[str, Param] = {
     "split": Param(str, "holdout", "paper: the reference code's; holdout: keeps the test set untouched", choices=SPLITS),
     "train_size": Param(int, 20000, "training images", low=1, high=60000),
     "val_size": Param(int, 4000, "validation images", low=1, high=60000),
+    "augment": Param(bool, False, "random crop (padding 2) and horizontal flip per training image, drawn afresh each "
+                     "epoch (the Dataset path; false keeps the device-resident tensor path)"),
+    "num_workers": Param(int, 0, "DataLoader worker processes with augment (0: in the training process)", low=0, high=64),
 }
+
+
+class Augmented(Dataset):
+    """Normalized training images with torchvision's RandomCrop (padding 2, black) and RandomHorizontalFlip."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        from torchvision.transforms import v2  # noqa: PLC0415  (torchvision's import is slow; only augment needs it)
+
+        self.x, self.y = x, y
+        black = (0.0 - MEAN) / STD  # padding is black in the normalized images
+        self.transform = v2.Compose([v2.RandomCrop(28, padding=2, fill=black), v2.RandomHorizontalFlip()])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(self.x[i]), self.y[i]
 
 
 def make_task(
@@ -88,7 +109,8 @@ def make_task(
         val_size=options["val_size"],
     )
     test = None if split.test_x is None or split.test_y is None else (split.test_x, split.test_y)
+    train = Augmented(split.train_x, split.train_y) if options["augment"] else (split.train_x, split.train_y)
     return Task(
-        build_model=lambda: build_model(model), train=(split.train_x, split.train_y),
-        val=(split.val_x, split.val_y), test=test, name="fashion-mnist",
+        build_model=lambda: build_model(model), train=train, val=(split.val_x, split.val_y), test=test,
+        name="fashion-mnist", num_workers=options["num_workers"],
     )

@@ -173,13 +173,10 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
-def make_task(
-    *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0, split: str = "holdout", block_size: int = 64,
-    n_layer: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.0, bias: bool = False,
-    epoch_windows: int = 2400, val_windows: int = 400, attention: str = "fused",
-) -> Task:
-    if n_embd % n_head:
-        raise UserError(f"task 'shakespeare-char': n_embd must be a multiple of n_head, got {n_embd=} {n_head=}")
+def split_ids(
+    data_dir: str | os.PathLike[str] | None, *, split: str, block_size: int, task: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+    """Character ids of the train, validation and test text (None for ``split="nanogpt"``), and the vocabulary size."""
     path = text_path(data_dir)
     raw = torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)  # ASCII: one byte per character
     chars = torch.unique(raw)  # the 65 characters, sorted as nanoGPT's vocabulary
@@ -191,14 +188,25 @@ def make_task(
     val_ids, test_ids = (rest, None) if split == "nanogpt" else (rest[: len(rest) // 2], rest[len(rest) // 2:])
     for name, part in (("validation", val_ids), ("test", test_ids)):
         if part is not None and len(part) <= block_size:
-            raise UserError(f"task 'shakespeare-char': block_size={block_size} is longer than the {name} text")
+            raise UserError(f"task {task!r}: block_size={block_size} is longer than the {name} text")
+    return train_ids, val_ids, test_ids, len(chars)
+
+
+def make_task(
+    *, data_dir: str | os.PathLike[str] | None = None, seed: int = 0, split: str = "holdout", block_size: int = 64,
+    n_layer: int = 4, n_head: int = 4, n_embd: int = 128, dropout: float = 0.0, bias: bool = False,
+    epoch_windows: int = 2400, val_windows: int = 400, attention: str = "fused",
+) -> Task:
+    if n_embd % n_head:
+        raise UserError(f"task 'shakespeare-char': n_embd must be a multiple of n_head, got {n_embd=} {n_head=}")
+    train_ids, val_ids, test_ids, vocab_size = split_ids(data_dir, split=split, block_size=block_size, task="shakespeare-char")
     train = windows(train_ids, block_size)
     val = _spaced(windows(val_ids, block_size), val_windows)
     test = None if test_ids is None else windows(test_ids, block_size, stride=block_size)
     options = dict(split=split, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                    dropout=dropout, bias=bias, epoch_windows=epoch_windows, val_windows=val_windows, attention=attention)
     return Task(
-        build_model=lambda: GPT(vocab_size=len(chars), block_size=block_size, n_layer=n_layer, n_head=n_head,
+        build_model=lambda: GPT(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                                 n_embd=n_embd, dropout=dropout, bias=bias, math_kernel=attention == "math"),
         train=train, val=val, test=test, name="shakespeare-char",
         fingerprint=hashlib.sha256(f"{MD5};{split};{block_size};{val_windows}".encode()).hexdigest()[:32],
