@@ -4,11 +4,14 @@ dict batches that a transformers model turns into its own loss, through the one 
 from __future__ import annotations
 
 import json
+import math
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
+import pytest
 import torch
 
 from lrpo_study.hyperparameters import resolve
@@ -103,3 +106,48 @@ def test_dict_batches_train_a_transformers_model_on_its_own_loss(tmp_path: Path)
     assert {t.state for t in trials} <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
     best = min((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.value)
     assert best.value == best.user_attrs["curves"]["val_loss"][-1] < 4.3
+    settings = tmp_path / "best.json"
+    assert cli("export", "--storage", url, "--study", "gpt", "--trial", str(best.number), "-o", str(settings)).returncode == 0
+    assert trainer_lr_per_epoch(settings) == pytest.approx(best.user_attrs["curves"]["lr"], rel=1e-9)
+
+
+def trainer_lr_per_epoch(settings: Path) -> list[float]:
+    """The exported schedule in the Hugging Face Trainer on the task's own data: each epoch's mean lr."""
+    import transformers
+
+    import lrpo_study
+    from lrpo_study.integrations.hf import ScheduleCallback
+
+    from .user_task import tiny_gpt2
+
+    task = tiny_gpt2()
+    model = task.build_model()
+    optimizer = torch.optim.AdamW(model.parameters())
+    steps = -(-len(task.train) // 16)
+    schedule = lrpo_study.load_schedule(str(settings), optimizer, steps_per_epoch=steps)
+    callback = ScheduleCallback(schedule)
+    lrs: list[float] = []
+
+    class Record(transformers.TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
+            lrs.append(optimizer.param_groups[0]["lr"])
+
+    args = transformers.TrainingArguments(output_dir=str(settings.parent / "out"), num_train_epochs=schedule.epochs,
+                                          per_device_train_batch_size=16, report_to=[], save_strategy="no", use_cpu=True)
+    transformers.Trainer(model=model, args=args, train_dataset=task.train, optimizers=(optimizer, callback.scheduler),
+                         callbacks=[callback, Record()]).train()
+    return [sum(lrs[e * steps:(e + 1) * steps]) / steps for e in range(schedule.epochs)]
+
+
+TASK_EXAMPLE = re.compile(r"<!-- task example: (\w+) -->\n```python\n(.*?)```", re.S)
+
+
+@pytest.mark.parametrize(("name", "module"), [("dataset", "mytasks"), ("dicts", "mylm")])
+def test_readme_task_examples_run(name: str, module: str, tmp_path: Path) -> None:
+    code = dict(TASK_EXAMPLE.findall((REPO / "README.md").read_text(encoding="utf-8")))[name]
+    (tmp_path / f"{module}.py").write_text(code, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "lrpo_study", "run", "--task", f"{module}:make_task", "--method", "cosine",
+                           "--epochs", "2", "--json", "--device", "cpu"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["epochs"] == 2 and all(math.isfinite(v) for v in result["curves"]["val_loss"])
