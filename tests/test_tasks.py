@@ -51,7 +51,8 @@ def test_fashion_mnist_task_gives_todays_numbers(small_split, small_task) -> Non
     """The built-in task carries exactly the split load_split carves (so every number stays as it was)."""
     assert torch.equal(small_task.train[0], small_split.train_x) and torch.equal(small_task.val[1], small_split.val_y)
     assert small_task.test is not None and torch.equal(small_task.test[0], small_split.test_x)
-    assert small_task.options == {"model": "mlp", "split": "holdout", "train_size": 2048, "val_size": 512}
+    assert small_task.options == {"model": "mlp", "split": "holdout", "train_size": 2048, "val_size": 512, "augment": False,
+                                  "num_workers": 0}
     with pytest.raises(UserError, match="unknown task 'fashion_mnist'"):
         load_task("fashion_mnist")
 
