@@ -81,7 +81,7 @@ def export(
         if pareto and len(settings) > 1:
             raise UserError("--for transformers writes one trial's arguments: pick it with --trial N or --best")
         try:
-            payload = training_arguments(settings[0])
+            payload = training_arguments(settings[0], steps_per_epoch=chosen[0].user_attrs.get(record.STEPS_PER_EPOCH))
         except ValueError as exc:
             raise UserError(f"cannot export trial {chosen[0].number} for transformers: {exc}") from None
     elif pareto:

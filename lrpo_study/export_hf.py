@@ -1,6 +1,6 @@
 """Settings → keyword arguments of ``transformers.TrainingArguments``, for the methods that
-transformers implements itself (fixed → constant, cosine → cosine_with_min_lr, GreedyLR per
-epoch → greedy). The others have no transformers counterpart: ``hf_unsupported`` says why, and
+transformers implements itself (fixed → constant, cosine → cosine_with_min_lr, wsd →
+warmup_stable_decay, GreedyLR per epoch → greedy). The others have no transformers counterpart: ``hf_unsupported`` says why, and
 ``lrpo_study.integrations.hf.ScheduleCallback`` runs them in a Trainer anyway.
 
 No transformers import here: the arguments are plain JSON.
@@ -9,6 +9,8 @@ No transformers import here: the arguments are plain JSON.
 from __future__ import annotations
 
 from typing import Any
+
+from .schedules.wsd import decay_steps_of
 
 # transformers' GreedyLR resets on the first decrease at min_lr when reset_start is 0; ours
 # never resets then. Decreases at min_lr are counted one per step, so 2**31 - 1 is never in practice.
@@ -41,9 +43,10 @@ def _optimizer_arguments(hp: dict[str, Any]) -> dict[str, Any]:
     return {"optim": "sgd", "optim_args": f"momentum={hp['momentum']},nesterov={hp['nesterov']}"}
 
 
-def training_arguments(settings: dict[str, Any]) -> dict[str, Any]:
+def training_arguments(settings: dict[str, Any], *, steps_per_epoch: int | None = None) -> dict[str, Any]:
     """``TrainingArguments(**training_arguments(settings), output_dir=...)`` trains like the trial
-    (the Trainer applies weight decay to weights only, not to biases and norms)."""
+    (the Trainer applies weight decay to weights only, not to biases and norms). A wsd decay given
+    as a fraction of the run needs the trial's ``steps_per_epoch`` (transformers takes it in steps)."""
     reason = hf_unsupported(settings)
     if reason is not None:
         raise ValueError(f"{settings['method']}: {reason}")
@@ -56,6 +59,14 @@ def training_arguments(settings: dict[str, Any]) -> dict[str, Any]:
         arguments["lr_scheduler_type"] = "constant"
     elif method == "cosine":
         arguments.update(lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr": hp["eta_min"]})
+    elif method == "wsd":
+        if not hp["decay_steps"] and steps_per_epoch is None:
+            raise ValueError("wsd's decay is a fraction of the run and the trial does not record its steps per epoch; "
+                             "use lrpo_study.load_schedule")
+        decay = hp["decay_steps"] if steps_per_epoch is None else decay_steps_of(
+            hp["epochs"] * steps_per_epoch, decay_fraction=hp["decay_fraction"], decay_steps=hp["decay_steps"])
+        arguments.update(warmup_steps=hp["warmup_steps"], lr_scheduler_type="warmup_stable_decay", lr_scheduler_kwargs={
+            "num_decay_steps": decay, "decay_type": hp["decay_shape"], "min_lr_ratio": hp["min_lr_ratio"]})
     else:  # greedylr per epoch, on the validation loss
         arguments.update(
             lr_scheduler_type="greedy", eval_strategy="epoch", metric_for_best_model="loss",

@@ -119,6 +119,7 @@ class Objective:
             record.TASK_OPTIONS: spec.task_options, record.SEED: spec.train_seed, record.DEVICE: str(self.device),
             record.TORCH_VERSION: torch.__version__, record.VERSION: __version__, record.HOST: platform.node(),
             record.PID: os.getpid(), record.THREADS: torch.get_num_threads(),
+            record.STEPS_PER_EPOCH: math.ceil(self.task.samples_per_epoch / hp["batch_size"]),
         }.items():
             trial.set_user_attr(key, value)
         key = self.checkpoint_key(trial.study.study_name, hp)

@@ -33,6 +33,7 @@ THREADS = "threads"
 REFERENCE = "reference"  # enqueued reference trials: a key of objective.REFERENCES
 RETRIED_FROM = "retried_from"  # a retried trial: the number of the trial it replaces
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
+STEPS_PER_EPOCH = "steps_per_epoch"  # optimizer steps in each epoch (a step schedule's length in steps)
 
 # Trial user_attrs, set when a trial ends (complete, pruned or diverged)
 CURVES = "curves"

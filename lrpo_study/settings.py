@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .hyperparameters import METHODS, TRAIN_PARAMS, expected_keys, resolve
-from .schedules import Schedule, make_schedule
+from .schedules import NEEDS_TOTAL_STEPS, Schedule, make_schedule
 
 SCHEMA_VERSION = 3
 SETTINGS_KEYS = {"method", "hyperparameters", "objectives", "provenance"}
@@ -155,7 +155,7 @@ def load_schedule(
     Sets each param group's lr to the tuned ``lr`` (groups keep their ratios to
     the first group). What a method needs beyond the optimizer:
 
-    - cosine, onecycle: ``steps_per_epoch`` (optimizer steps per epoch), to span ``epochs``;
+    - cosine, onecycle, wsd: ``steps_per_epoch`` (optimizer steps per epoch), to span ``epochs``;
     - curvature: ``params=model.parameters()``, and ``schedule.observe(loss)`` called between
       forward and backward (stepping without it raises);
     - lrpo with ``variant="predicted"``: ``probe=fn(alpha) -> loss after a short probe``.
@@ -179,7 +179,7 @@ def load_schedule(
     if steps_per_epoch is not None and (type(steps_per_epoch) is not int or steps_per_epoch < 1):
         raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch=}")
     total_steps = hp["epochs"] * steps_per_epoch if steps_per_epoch else None
-    if method in ("cosine", "onecycle") and total_steps is None:
+    if method in NEEDS_TOTAL_STEPS and total_steps is None:
         raise ValueError(f"{method} needs steps_per_epoch= (batches per epoch) to span its {hp['epochs']} epochs")
     if method == "curvature" and params is None:
         raise ValueError("curvature needs params=model.parameters() to estimate the Hessian trace")

@@ -38,6 +38,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "greedylr-step": {"lr": 0.05, "interval": "step", "factor": 0.7, "patience": 0, "min_lr": 1e-3, "max_lr": 0.3},
     "greedylr-epoch": {"lr": 0.05, "interval": "epoch", "factor": 0.5, "patience": 0},
     "curvature": {"lr": 0.1, "lam": 50.0, "estimate_every": 2, "beta": 0.5},
+    "wsd": {"lr": 0.1, "warmup_steps": 2, "decay_fraction": 0.5, "decay_shape": "1-sqrt", "min_lr_ratio": 0.01},
 }
 
 

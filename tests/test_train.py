@@ -18,6 +18,7 @@ METHOD_SETTINGS = {
     "greedylr": {"patience": 0, "factor": 0.7},
     "curvature": {"estimate_every": 2, "lam": 1000.0},
     "lrpo": {"pretrain_epochs": 2, "finetune_epochs": 1, "variant": "predicted"},
+    "wsd": {"decay_fraction": 0.4, "warmup_steps": 2},
 }
 
 

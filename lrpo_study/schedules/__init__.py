@@ -23,6 +23,7 @@ from .fixed import FixedLR, fixed_lr
 from .greedy import GreedyLR
 from .lrpo import LRPO, faithful_alpha, lrpo_lr
 from .onecycle import OneCycleLR, onecycle_lr
+from .wsd import WSDLR, wsd_lr
 
 # Annotation for any of our schedules: both kinds share ScheduleHooks and torch's protocol.
 Schedule = StepSchedule | MetricSchedule
@@ -34,12 +35,14 @@ SCHEDULES: dict[str, type[Schedule]] = {
     "lrpo": LRPO,
     "greedylr": GreedyLR,
     "curvature": CurvatureLR,
+    "wsd": WSDLR,
 }
+NEEDS_TOTAL_STEPS = ("cosine", "onecycle", "wsd")  # their lr at a step depends on the run's length in steps
 
 __all__ = [
-    "SCHEDULES", "Interval", "MetricSchedule", "Monitor", "Param", "Schedule", "ScheduleHooks", "StepSchedule", "make_schedule", "validate_params",
-    "FixedLR", "CosineLR", "OneCycleLR", "LRPO", "GreedyLR", "CurvatureLR",
-    "fixed_lr", "cosine_lr", "onecycle_lr", "lrpo_lr", "faithful_alpha",
+    "NEEDS_TOTAL_STEPS", "SCHEDULES", "Interval", "MetricSchedule", "Monitor", "Param", "Schedule", "ScheduleHooks", "StepSchedule", "make_schedule", "validate_params",
+    "FixedLR", "CosineLR", "OneCycleLR", "LRPO", "GreedyLR", "CurvatureLR", "WSDLR",
+    "fixed_lr", "cosine_lr", "onecycle_lr", "lrpo_lr", "faithful_alpha", "wsd_lr",
     "curvature_factor", "hutchinson_trace",
 ]
 
@@ -53,7 +56,7 @@ def make_schedule(
     ``PARAMS``) and ``epochs``; any other key is an error unless named in ``ignore`` (the training
     loop passes its whole record and ignores the training keys).
 
-    ``total_steps`` (batches in the whole run) is needed by cosine and onecycle,
+    ``total_steps`` (batches in the whole run) is needed by cosine, onecycle and wsd,
     ``params`` (the model's parameters) by curvature, ``probe`` by lrpo's
     ``predicted`` variant.
     """
@@ -64,7 +67,7 @@ def make_schedule(
     if unknown:
         raise ValueError(f"unknown {method} hyperparameter {unknown[0]!r}; allowed: {', '.join(sorted(cls.PARAMS))}")
     kwargs: dict[str, Any] = {k: hyperparameters[k] for k in cls.PARAMS if k in hyperparameters}
-    if method in ("cosine", "onecycle"):
+    if method in NEEDS_TOTAL_STEPS:
         if total_steps is None:
             raise ValueError(f"{method} needs total_steps=epochs * batches_per_epoch")
         kwargs["total_steps"] = total_steps
