@@ -6,7 +6,10 @@ code and initial parameters) and loss, seed, batch size,
 optimizer settings, device, versions, and the lr used in each epoch so far.
 For schedules whose lr is constant within an epoch (fixed, LRPO, GreedyLR per
 epoch) that lr history is the whole story, so the state is stored under a hash
-of (those settings, lr history). A trial walks its own schedule forward over
+of (those settings, lr history). For schedules whose settings are a function of
+the step (cosine, one-cycle, wsd), the key hashes every param group's settings
+at every step so far instead: a wsd run shares its trunk with every other run of
+the same peak and warm-up until its decay starts, at any length. A trial walks its own schedule forward over
 cached epochs — each hit hands the schedule that epoch's recorded loss, which
 gives the next epoch's lr and so the next key — and resumes from its longest
 hit. Results are identical to training from scratch; cached epochs keep the
@@ -20,11 +23,12 @@ warning) and is deleted. Past ``max_bytes`` the least recently used entries
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import torch
@@ -32,6 +36,7 @@ import torch
 from .checkpoints import CheckpointStore
 from .loop_state import LoopState
 from .optimizers import OPTIMIZER_PARAMS
+from .schedules import make_schedule
 from .tasks import Task
 
 # Besides the lr history, what decides a trajectory: the optimizer's settings and the batch size.
@@ -56,6 +61,63 @@ def cache_context(
         "device": _device_kind(device), "torch": torch.__version__, "lrpo_study": __version__,
         **{k: hp[k] for k in TRAJECTORY_HYPERPARAMETERS if k in hp},
     }
+
+
+def step_plan(
+    method: str, optimizer: torch.optim.Optimizer, hp: Mapping[str, Any], *, total_steps: int, ignore: Collection[str],
+) -> list[str]:
+    """For a schedule whose settings are a function of the step: every param group's settings (lr,
+    momentum or betas, ...) at each step of the run, worked out on a scratch copy of ``optimizer``'s
+    groups before the real schedule is built."""
+    # The optimizer's own class on one-element stand-ins: its groups carry its settings.
+    groups = [{**{k: copy.deepcopy(v) for k, v in g.items() if k != "params"}, "params": [torch.zeros(1, requires_grad=True)]}
+              for g in optimizer.param_groups]
+    scratch = type(optimizer)(groups)  # type: ignore[call-arg]
+    schedule = make_schedule(method, scratch, hp, total_steps=total_steps, ignore=ignore)
+    plan = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before", category=UserWarning)
+        for _ in range(total_steps):
+            plan.append(repr([sorted((k, v) for k, v in g.items() if k not in ("params", "initial_lr")) for g in scratch.param_groups]))
+            schedule.step()
+    return plan
+
+
+def step_keys(context: Mapping[str, Any], plan: list[str], *, steps_per_epoch: int, epochs: int) -> list[str]:
+    """The key of the state after each epoch: a running hash of every step's group settings so far, so two
+    runs share an epoch exactly when their settings agreed at every step up to it, whatever their lengths."""
+    digest = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode())
+    keys = []
+    for epoch in range(epochs):
+        for row in plan[epoch * steps_per_epoch:(epoch + 1) * steps_per_epoch]:
+            digest.update(row.encode())
+        keys.append("s" + digest.copy().hexdigest()[:39])
+    return keys
+
+
+def resume_from_step_cache(cache: TrajectoryCache, keys: list[str], state: LoopState) -> None:
+    """Continue from the longest cached prefix of a step schedule's trajectory. The schedule keeps its own
+    settings (another run's may be longer) and is stepped to the epoch boundary, which sets every group
+    setting exactly as the cached run had it there (the key says so)."""
+    hits = 0
+    while hits < len(keys) and cache.has(keys[hits]):
+        hits += 1
+    entry = None
+    while hits and entry is None:  # an entry evicted or damaged meanwhile: fall back to a shorter prefix
+        entry = cache.get(keys[hits - 1])
+        hits -= entry is None
+    if entry is None:
+        return
+    schedule = state.schedule
+    own = schedule.state_dict()
+    steps = int(entry["step"])
+    state.restore(entry)
+    schedule.load_state_dict(own)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before", category=UserWarning)
+        for _ in range(steps):
+            schedule.step()
+    state.cached_epochs = hits
 
 
 def trajectory_key(context: Mapping[str, Any], lr_history: list[list[float]]) -> str:
@@ -113,6 +175,9 @@ class TrajectoryCache:
     def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = 2 * 1024**3) -> None:
         self.store = CheckpointStore(directory, what="trajectory cache entries")
         self.max_bytes = max_bytes
+
+    def has(self, key: str) -> bool:
+        return self.store.path(key).exists()
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.store.path(key)

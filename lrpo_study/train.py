@@ -13,12 +13,20 @@ import torch
 from tqdm.auto import tqdm
 
 from . import interrupts
-from .cache import TrajectoryCache, cache_context, resume_from_cache, trajectory_key
+from .cache import (
+    TrajectoryCache,
+    cache_context,
+    resume_from_cache,
+    resume_from_step_cache,
+    step_keys,
+    step_plan,
+    trajectory_key,
+)
 from .errors import UserError
 from .hyperparameters import TRAIN_PARAMS
 from .loop_state import LoopState
 from .optimizers import build_optimizer
-from .schedules import Schedule, make_schedule
+from .schedules import SCHEDULES, Schedule, make_schedule
 from .tasks import Task
 from .tasks._batches import Batch, batch_len, collate, loader, to_device
 from .tasks._identity import model_identity
@@ -210,9 +218,9 @@ def train(
     (``on_epoch(metrics)``); an exception raised by a hook stops training.
     ``on_checkpoint(state)`` receives, after each epoch, everything needed to
     continue identically; ``resume=state`` continues from such a state. With
-    ``cache``, schedules whose lr is constant per epoch start from the longest
-    cached prefix of their trajectory and store the epochs they compute
-    (``lrpo_study.cache``). ``score_test`` scores the final model on ``task.test``
+    ``cache``, schedules whose lr is constant per epoch or a function of the step
+    start from the longest cached prefix of their trajectory and store the epochs
+    they compute (``lrpo_study.cache``). ``score_test`` scores the final model on ``task.test``
     (``extras["test_loss"]``, ``["test_accuracy"]``): only ``confirm`` and ``run --test`` ask, so
     no study ever sees the test data.
     """
@@ -226,9 +234,12 @@ def train(
     per_epoch = task.samples_per_epoch
     probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps,
                         seed=seed, device=device)
+    steps_per_epoch = math.ceil(per_epoch / batch_size)
+    stepwise = cache is not None and SCHEDULES[method].interval == "step" and getattr(SCHEDULES[method], "step_function", False)
     try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
+        plan = step_plan(method, optimizer, hp, total_steps=epochs * steps_per_epoch, ignore=TRAIN_PARAMS) if stepwise else []
         schedule = make_schedule(
-            method, optimizer, hp, total_steps=epochs * math.ceil(per_epoch / batch_size), params=model.parameters(),
+            method, optimizer, hp, total_steps=epochs * steps_per_epoch, params=model.parameters(),
             probe=probe, seed=seed, ignore=TRAIN_PARAMS,
         )
     except ValueError as exc:
@@ -236,14 +247,18 @@ def train(
     state = LoopState(model, optimizer, schedule, torch.Generator(device=device).manual_seed(seed),
                       curves={name: [] for name in curve_names(task)})
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    if schedule.interval != "epoch":
-        cache = None  # the lr moves within epochs: no per-epoch lr history to key on
+    if schedule.interval != "epoch" and not stepwise:
+        cache = None  # the lr follows values seen within epochs: nothing known in advance to key on
     context = {} if cache is None else cache_context(
         task, seed=seed, device=device, hp=hp, model=model_identity(model, task.compute_loss or task.loss_fn))
+    keys = step_keys(context, plan, steps_per_epoch=steps_per_epoch, epochs=epochs) if stepwise else []
     if resume is not None:
         state.restore(resume)
     elif cache is not None:
-        resume_from_cache(cache, context, state, epochs=epochs, sync=sync)
+        if stepwise:
+            resume_from_step_cache(cache, keys, state)
+        else:
+            resume_from_cache(cache, context, state, epochs=epochs, sync=sync)
         # Hooks see cached epochs as if computed, so early stopping decides the same with or without the cache.
         for e in range(1, state.epoch + 1):
             for epoch_hook in on_epoch:
@@ -279,7 +294,7 @@ def train(
                 curve.append(float(row[name]))  # type: ignore[arg-type]
             if cache is not None:
                 # Stored before the schedule's epoch step: a trial branching here takes that step itself.
-                cache.put(trajectory_key(context, state.lr_history), state.snapshot())
+                cache.put(keys[epoch - 1] if stepwise else trajectory_key(context, state.lr_history), state.snapshot())
             if epoch < epochs:
                 state.curves["seconds"][-1] += state.epoch_step(train_loss, val_loss, sync)
             bar.update(1)

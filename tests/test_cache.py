@@ -46,8 +46,18 @@ def assert_same_run(a: TrainResult, b: TrainResult) -> None:
          {"pretrain_epochs": 4, "finetune_epochs": 2, "variant": "predicted", "predictor_hidden": 8}, 4),
         ("fixed", {"epochs": 3}, {"epochs": 5}, 3),
         ("greedylr", {"epochs": 3, "patience": 0, "factor": 0.7}, {"epochs": 5, "patience": 0, "factor": 0.7}, 3),
+        # The longer run's trunk serves the shorter: the same lr at every step until the shorter's decay
+        # starts, 2.4 epochs in (mid-epoch: the branch resumes from the end of epoch 2).
+        ("wsd", {"epochs": 5, "warmup_steps": 3}, {"epochs": 3, "warmup_steps": 3}, 2),
+        ("wsd", {"epochs": 4, "decay_steps": 6, "decay_shape": "linear"}, {"epochs": 4, "decay_steps": 6, "decay_shape": "cosine"}, 3),
+        ("cosine", {"epochs": 5}, {"epochs": 3}, 0),  # another length: another lr from the first step on
+        ("cosine", {"epochs": 3, "warmup_steps": 4}, {"epochs": 3, "warmup_steps": 4}, 3),
+        ("onecycle", {"epochs": 3}, {"epochs": 3}, 3),
+        ("greedylr", {"epochs": 3, "interval": "step", "patience": 0}, {"epochs": 3, "interval": "step", "patience": 0}, 0),
+        ("curvature", {"epochs": 2, "estimate_every": 3}, {"epochs": 2, "estimate_every": 3}, 0),
     ],
-    ids=["lrpo-faithful", "lrpo-predicted", "fixed", "greedylr"],
+    ids=["lrpo-faithful", "lrpo-predicted", "fixed", "greedylr", "wsd-trunk", "wsd-decay-shape", "cosine-lengths",
+         "cosine-same", "onecycle", "greedylr-step", "curvature"],
 )
 def test_branching_from_the_cache_equals_training_from_scratch(
     method: str, first: dict, second: dict, shared: int, small_task: Task, tmp_path: Path
@@ -67,18 +77,19 @@ def test_branching_from_the_cache_equals_training_from_scratch(
         if i != probe_epoch:
             assert branched.curves["seconds"][i] == pytest.approx(computed_first.curves["seconds"][i], rel=0.2)
     assert len(branched.curves["seconds"]) == scratch.epochs
-    assert run(method, second, small_task, cache).extras["cached_epochs"] == scratch.epochs
+    uncacheable = method == "curvature" or second.get("interval") == "step"  # values seen decide their lr
+    assert run(method, second, small_task, cache).extras["cached_epochs"] == (0 if uncacheable else scratch.epochs)
 
 
-def test_step_schedules_are_not_cached(small_task: Task, tmp_path: Path) -> None:
+def test_schedules_driven_by_what_they_see_within_an_epoch_are_not_cached(small_task: Task, tmp_path: Path) -> None:
     folder = tmp_path / "cache"
     folder.mkdir()
     cache = TrajectoryCache(folder)
+    run("curvature", {"epochs": 2}, small_task, cache)
+    run("greedylr", {"epochs": 2, "interval": "step"}, small_task, cache)
+    assert list(folder.glob("*.pt")) == []  # nothing known in advance to key an entry on
     run("cosine", {"epochs": 2}, small_task, cache)
-    assert list(folder.glob("*.pt")) == []  # the lr moves within epochs: nothing to key an entry on
-    assert run("cosine", {"epochs": 2}, small_task, cache).extras["cached_epochs"] == 0
-    run("fixed", {"epochs": 2}, small_task, cache)
-    assert len(list(folder.glob("*.pt"))) == 2  # the same cache does store a per-epoch schedule
+    assert len(list(folder.glob("*.pt"))) == 2  # the same cache does store a function of the step
 
 
 def test_damaged_and_half_written_entries_are_recomputed(small_task: Task, tmp_path: Path) -> None:

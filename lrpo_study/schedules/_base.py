@@ -109,6 +109,11 @@ class ScheduleHooks:
 class StepSchedule(ScheduleHooks, LRScheduler):
     """A schedule whose lr is a function of the step count: subclasses implement ``get_lr``."""
 
+    # Every group setting it changes (lr, momentum) is a function of the step count and the
+    # hyperparameters alone, so the settings of every step are known before training (the
+    # trajectory cache keys on them). Not so for curvature, which reads the loss.
+    step_function: ClassVar[bool] = True
+
     def step(self, metrics: SupportsFloat | None = None) -> None:  # type: ignore[override]
         if metrics is not None:  # torch would read it as the deprecated ``epoch`` argument
             raise TypeError(f"{type(self).__name__} is a function of the step: call step() without a value")

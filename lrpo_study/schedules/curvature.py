@@ -54,6 +54,7 @@ class CurvatureLR(StepSchedule):
     than silently training at a fixed lr."""
 
     interval = "step"
+    step_function = False  # the lr follows the Hessian trace of the losses seen
     PARAMS = {
         "lam": Param(float, 1000.0, "λ, applied to tr(H) / parameter count", low=0.0),
         "estimate_every": Param(int, 20, "batches between Hessian-trace estimates", low=1),
