@@ -396,12 +396,22 @@ def pareto_table(study: optuna.Study) -> str:
     return "\n".join(rows)
 
 
+def cache_share(study: optuna.Study) -> str:
+    """How many of the finished trials' epochs the trajectory cache served."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    epochs = sum(t.user_attrs.get(record.EPOCHS, 0) for t in trials)
+    cached = sum(t.user_attrs.get(record.CACHED_EPOCHS, 0) for t in trials)
+    return f"{study.study_name}: {cached} of {epochs} epochs came from the trajectory cache ({cached / max(1, epochs):.0%})"
+
+
 def run_all(specs: Sequence[StudySpec], options: RunOptions) -> list[optuna.Study]:
     studies = []
     for spec in specs:
         start = time.perf_counter()
         study = run_study(spec, options)
         print(pareto_table(study))
+        if options.cache_dir is not None:
+            print(cache_share(study))
         print(f"{spec.name}: {time.perf_counter() - start:.1f} s in storage {mask_url(options.storage)}")
         studies.append(study)
     print(next_steps([s.study_name for s in studies], options))

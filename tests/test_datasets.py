@@ -49,16 +49,20 @@ def test_a_dataset_study_with_pruning_and_the_cache_is_reproduced_exactly(tmp_pa
         '[fixed]\nbatch_size = 64\n'
         '[search]\nlr = { type = "categorical", choices = [0.05, 0.2] }\nepochs = { type = "int", low = 2, high = 4 }\n'
     )
-    studies = []
+    studies, printed = [], []
     for name, flags in (("cached", []), ("uncached", ["--no-cache"])):
         url = f"sqlite:///{tmp_path / f'{name}.db'}"
         proc = cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu", *flags)
         assert proc.returncode == 0, proc.stderr
         studies.append(optuna.load_study(study_name="aug", storage=url).trials)
+        printed.append(proc.stdout)
     cached, uncached = studies
     assert [(t.state, t.values, t.user_attrs["curves"]["val_loss"]) for t in cached] == \
         [(t.state, t.values, t.user_attrs["curves"]["val_loss"]) for t in uncached]
-    assert sum(t.user_attrs["cached_epochs"] for t in cached) > 0  # trials sharing an lr branched from the cache
+    served, total = (sum(t.user_attrs[k] for t in cached) for k in ("cached_epochs", "epochs"))
+    assert served > 0  # trials sharing an lr branched from the cache
+    assert f"aug: {served} of {total} epochs came from the trajectory cache" in printed[0]
+    assert "trajectory cache" not in printed[1]
     assert not any("test_loss" in t.user_attrs for t in cached)
     proc = cli("confirm", "--storage", f"sqlite:///{tmp_path / 'cached.db'}", "--seeds", "3", "--best", "1", "--device", "cpu")
     assert proc.returncode == 0 and "test_accuracy" in proc.stdout, proc.stderr  # scored on the test Dataset
