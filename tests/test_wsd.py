@@ -49,3 +49,36 @@ def test_a_warm_up_and_decay_longer_than_the_run_is_refused() -> None:
     hp = resolve("wsd", {"warmup_steps": 90, "decay_fraction": 0.5})
     with pytest.raises(ValueError, match="warm-up and decay must fit the run"):
         make_schedule("wsd", groups("sgd"), hp, total_steps=100, ignore=TRAIN_PARAMS)
+
+
+def test_export_for_transformers_gives_the_trainer_the_trial_s_lr_curve(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import optuna
+    import transformers
+
+    from lrpo_study.cli import main
+
+    from .conftest import write_task_study
+
+    spec = write_task_study(tmp_path / "w.toml", name="w", n_trials=1, epochs=4)
+    spec.write_text(spec.read_text().replace('method = "fixed"', 'method = "wsd"') + 'warmup_steps = { type = "int", low = 3, high = 3 }\n'
+                    'decay_shape = { type = "categorical", choices = ["1-sqrt"] }\n')
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert main(["optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu"]) == 0
+    assert main(["export", "--storage", url, "--study", "w", "--trial", "0", "--for", "transformers", "-o", str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    trial = optuna.load_study(study_name="w", storage=url).trials[0]
+    arguments = json.loads((tmp_path / "a.json").read_text())
+    assert arguments["lr_scheduler_type"] == "warmup_stable_decay" and arguments["warmup_steps"] == 3
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True, **arguments)
+    steps, epochs = trial.user_attrs["steps_per_epoch"], trial.user_attrs["hyperparameters"]["epochs"]
+    trainer = transformers.Trainer(model=torch.nn.Linear(8, 4), args=args)
+    trainer.create_optimizer_and_scheduler(num_training_steps=epochs * steps)
+    lrs = []
+    for _ in range(epochs * steps):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    per_epoch = [sum(lrs[e * steps:(e + 1) * steps]) / steps for e in range(epochs)]
+    assert per_epoch == pytest.approx(trial.user_attrs["curves"]["lr"], rel=1e-9)
