@@ -22,18 +22,12 @@ from ..errors import UserError
 from ..schedules import Param
 from ._task import Task
 from .shakespeare import DEFAULTS, MD5, _spaced, split_ids, windows
+from .shakespeare import OPTIONS as OPTIONS_CHAR
 
 NAME = "shakespeare-gpt2"
+# The same data and model size options as shakespeare-char (not its attention kernel or biases: GPT-2's own).
 OPTIONS: dict[str, Param] = {
-    "split": Param(str, "holdout", "holdout: val [90%, 95%), test [95%, 100%); nanogpt: val = last 10%, no test",
-                   choices=("holdout", "nanogpt")),
-    "block_size": Param(int, 64, "context length (characters)", low=2, high=1024),
-    "n_layer": Param(int, 4, "transformer blocks", low=1, high=48),
-    "n_head": Param(int, 4, "attention heads", low=1, high=64),
-    "n_embd": Param(int, 128, "embedding width (a multiple of n_head)", low=1, high=4096),
-    "dropout": Param(float, 0.0, "GPT-2's residual, embedding and attention dropout", low=0.0, high=1.0, high_open=True),
-    "epoch_windows": Param(int, 2400, "training windows per epoch, drawn afresh", low=1),
-    "val_windows": Param(int, 400, "validation windows, evenly spaced", low=1),
+    k: OPTIONS_CHAR[k] for k in ("split", "block_size", "n_layer", "n_head", "n_embd", "dropout", "epoch_windows", "val_windows")
 }
 
 
