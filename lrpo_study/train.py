@@ -27,9 +27,7 @@ from .hyperparameters import TRAIN_PARAMS
 from .loop_state import LoopState
 from .optimizers import build_optimizer
 from .schedules import SCHEDULES, Schedule, make_schedule
-from .tasks import Task
-from .tasks._batches import Batch, batch_len, collate, loader, to_device
-from .tasks._identity import model_identity
+from .tasks import Batch, Task, batch_len, collate, loader, model_identity, to_device
 
 CURVES = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
 

@@ -22,7 +22,8 @@ import torch
 from ..errors import UserError
 from ..schedules import Param, validate_params
 from . import fashion_mnist, shakespeare, shakespeare_gpt2
-from ._batches import collate
+from ._batches import Batch, batch_len, collate, loader, to_device
+from ._identity import model_identity
 from ._task import Task, cross_entropy, data_fingerprint
 
 
@@ -42,7 +43,10 @@ BUILTIN_TASKS: dict[str, BuiltinTask] = {
 }
 DEFAULT_TASK = "fashion-mnist"
 
-__all__ = ["BUILTIN_TASKS", "DEFAULT_TASK", "Task", "cross_entropy", "data_fingerprint", "load_task", "task_options"]
+__all__ = [
+    "BUILTIN_TASKS", "DEFAULT_TASK", "Batch", "Task", "batch_len", "collate", "cross_entropy", "data_fingerprint", "load_task",
+    "loader", "model_identity", "task_options", "to_device",
+]
 
 
 def task_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
