@@ -23,12 +23,13 @@ warning) and is deleted. Past ``max_bytes`` the least recently used entries
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import warnings
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 import torch
@@ -63,6 +64,14 @@ def cache_context(
     }
 
 
+@contextlib.contextmanager
+def _replaying() -> Iterator[None]:
+    """Stepping a schedule without an optimizer step is the point here, not the mistake torch warns about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before", category=UserWarning)
+        yield
+
+
 def step_plan(
     method: str, optimizer: torch.optim.Optimizer, hp: Mapping[str, Any], *, total_steps: int, ignore: Collection[str],
 ) -> list[str]:
@@ -75,8 +84,7 @@ def step_plan(
     scratch = type(optimizer)(groups)  # type: ignore[call-arg]
     schedule = make_schedule(method, scratch, hp, total_steps=total_steps, ignore=ignore)
     plan = []
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before", category=UserWarning)
+    with _replaying():
         for _ in range(total_steps):
             plan.append(repr([sorted((k, v) for k, v in g.items() if k not in ("params", "initial_lr")) for g in scratch.param_groups]))
             schedule.step()
@@ -113,8 +121,7 @@ def resume_from_step_cache(cache: TrajectoryCache, keys: list[str], state: LoopS
     steps = int(entry["step"])
     state.restore(entry)
     schedule.load_state_dict(own)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before", category=UserWarning)
+    with _replaying():
         for _ in range(steps):
             schedule.step()
     state.cached_epochs = hits
@@ -155,9 +162,7 @@ def resume_from_cache(
             restore(hit)
             restored = len(history)
         curves = hit["curves"]
-        with warnings.catch_warnings():
-            # Replaying a step without an optimizer step is the point here, not the mistake torch warns about.
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before", category=UserWarning)
+        with _replaying():
             own_steps.append(state.epoch_step(curves["train_loss"][-1], curves["val_loss"][-1], sync))
     if entry is None:
         return

@@ -453,12 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"run": cmd_run}.get(args.command) or args.handler
         status = int(handler(args))
     except KeyboardInterrupt:
-        print(f"\n{interrupts.MESSAGE}", file=sys.stderr)
-        return interrupts.EXIT_STATUS
+        return interrupts.report()
     except Exception as exc:
         if interrupts.requested():  # whatever failed, a Ctrl-C swallowed on the way (a finalizer, C code) is the cause
-            print(f"\n{interrupts.MESSAGE}", file=sys.stderr)
-            return interrupts.EXIT_STATUS
+            return interrupts.report()
         if isinstance(exc, UserError):
             print(f"lrpo_study: error: {exc}", file=sys.stderr)
             return 2
@@ -469,8 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"lrpo_study: error: {message}", file=sys.stderr)
         return 2
     if status != interrupts.EXIT_STATUS and interrupts.requested():
-        print(f"\n{interrupts.MESSAGE}", file=sys.stderr)
-        return interrupts.EXIT_STATUS
+        return interrupts.report()
     return status
 
 

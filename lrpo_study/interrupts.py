@@ -44,6 +44,12 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def report() -> int:
+    """Say the one line (a KeyboardInterrupt reached the top) and return the exit status."""
+    print(f"\n{MESSAGE}", file=sys.stderr)
+    return EXIT_STATUS
+
+
 def exit_now() -> NoReturn:
     """Print the one line and end the process with 130, without running finalizers or atexit."""
     with contextlib.suppress(Exception):  # output already written stays; a reentrant flush may refuse

@@ -119,7 +119,7 @@ class Objective:
             record.TASK_OPTIONS: spec.task_options, record.SEED: spec.train_seed, record.DEVICE: str(self.device),
             record.TORCH_VERSION: torch.__version__, record.VERSION: __version__, record.HOST: platform.node(),
             record.PID: os.getpid(), record.THREADS: torch.get_num_threads(),
-            record.STEPS_PER_EPOCH: math.ceil(self.task.samples_per_epoch / hp["batch_size"]),
+            record.STEPS_PER_EPOCH: self.task.steps_per_epoch(hp["batch_size"]),
         }.items():
             trial.set_user_attr(key, value)
         key = self.checkpoint_key(trial.study.study_name, hp)
@@ -167,8 +167,9 @@ class Objective:
             study=study_name, method=spec.method, task=spec.task, task_options=spec.task_options,
             data=self.task.fingerprint, model=self._identity, seed=spec.train_seed, hp=hp,
             threads=torch.get_num_threads(),  # another thread count sums in another order: another trajectory
-            version=__version__,  # so does another implementation (0.3.0: fused optimizer kernels; 0.4.0: schedule
-        )                         # state without torch's private _last_lr)
+            # So does another implementation (0.3.0: fused optimizer kernels; 0.4.0: schedule state without _last_lr).
+            version=__version__,
+        )
 
     def _publish(self, trial: optuna.Trial, outcome: str) -> None:
         """The dashboard's figure and note; a failure there must not cost the trial its result."""

@@ -232,7 +232,7 @@ def train(
     per_epoch = task.samples_per_epoch
     probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps,
                         seed=seed, device=device)
-    steps_per_epoch = math.ceil(per_epoch / batch_size)
+    steps_per_epoch = task.steps_per_epoch(batch_size)
     stepwise = cache is not None and SCHEDULES[method].interval == "step" and getattr(SCHEDULES[method], "step_function", False)
     try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
         plan = step_plan(method, optimizer, hp, total_steps=epochs * steps_per_epoch, ignore=TRAIN_PARAMS) if stepwise else []

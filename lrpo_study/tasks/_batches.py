@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from ._identity import hash_tensor
+
 Batch = Any  # a tensor pair, a tuple of tensors or a dict of str -> tensor
 
 
@@ -56,9 +58,7 @@ def dataset_fingerprint(data: Dataset, *, samples: int = 64) -> str:
         torch.manual_seed(0)
         for i in sorted({round(k * (n - 1) / max(1, samples - 1)) for k in range(min(samples, n))}):
             for t in _tensors(data[i]):
-                t = t.detach().cpu().contiguous()
-                digest.update(f"{i}{tuple(t.shape)}{t.dtype};".encode())
-                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+                hash_tensor(digest, t, str(i))
     return digest.hexdigest()[:32]
 
 

@@ -18,6 +18,13 @@ import torch
 from torch import nn
 
 
+def hash_tensor(digest: Any, tensor: torch.Tensor, label: str = "") -> None:
+    """Feed ``digest`` a tensor's label, shape, dtype and bytes (equal tensors, equal updates)."""
+    t = tensor.detach().cpu().contiguous()
+    digest.update(f"{label}{tuple(t.shape)}{t.dtype};".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
 def _code_bytes(code: types.CodeType) -> bytes:
     """A code object's bytecode, constants (nested functions included) and names."""
     parts = [code.co_code, repr(code.co_names).encode(), repr(code.co_varnames).encode()]
@@ -51,8 +58,6 @@ def model_identity(model: nn.Module, loss: Callable[..., Any]) -> str:
         if code is not None:
             digest.update(_code_bytes(code))
     for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}{tuple(t.shape)}{t.dtype};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        hash_tensor(digest, tensor, name)
     digest.update(callable_identity(loss))
     return digest.hexdigest()[:32]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from ._batches import Batch, batch_len, check_dataset, dataset_fingerprint, loader, to_device
-from ._identity import model_identity
+from ._identity import hash_tensor, model_identity
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 Data = Pair | Dataset  # type: ignore[type-arg]
@@ -45,9 +46,7 @@ def data_fingerprint(*pairs: Pair | None) -> str:
     digest = hashlib.sha256()
     for pair in pairs:
         for t in pair or ():
-            t = t.detach().cpu().contiguous()
-            digest.update(f"{tuple(t.shape)}{t.dtype};".encode())
-            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+            hash_tensor(digest, t)
     return digest.hexdigest()[:32]
 
 
@@ -152,6 +151,10 @@ class Task:
     def samples_per_epoch(self) -> int:
         return self.epoch_size or self.train_size
 
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimizer steps in an epoch (the last batch may be short)."""
+        return math.ceil(self.samples_per_epoch / batch_size)
+
     @property
     def loss_fn(self) -> LossFn:
         return self.loss or cross_entropy
@@ -211,9 +214,10 @@ class Task:
             else:
                 x, y = batch
                 n = len(y)
-                loss = self.batch_loss(model, batch)
+                out = model(x)
+                loss = self.compute_loss(model, batch) if self.compute_loss is not None else self.loss_fn(out, y)
                 if self.has_accuracy:
-                    correct, counted = correct + int((model(x).argmax(-1) == y).sum()), counted + y.numel()
+                    correct, counted = correct + int((out.argmax(-1) == y).sum()), counted + y.numel()
             loss_sum += float(loss) * n
             weight += n
         accuracy = (correct / counted if counted else 0.0) if self.has_accuracy else None
