@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -262,7 +261,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     from .config import load_spec
-    from .runner import RunOptions, run_all
+    from .runner import RunOptions, quiet_optuna_logs, run_all
 
     if args.n_trials is not None and args.n_trials < 1:
         raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
@@ -301,14 +300,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         cache_max_bytes=args.cache_size_mb * 1024**2,
         artifact_dir=args.artifact_dir or _beside(args.storage, ".artifacts"),
     )
-    import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Ctrl-C is reported in one line below; Optuna would also log the trial it failed, with a traceback.
-    logging.getLogger("optuna.study._optimize").addFilter(_not_an_interrupt)  # adding one twice keeps one
-    # When a database server goes away mid-query, Optuna logs a guess (too many IN variables) and retries
-    # the query; the retrying storage and storage_failure below report the real cause in one line.
-    logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_a_sqlalchemy_guess)
+    quiet_optuna_logs()
     try:
         run_all(specs, options)
     except KeyboardInterrupt:
@@ -316,15 +309,6 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(f"lrpo_study: interrupted; the running trial is marked FAIL. To resume, run: {command}", file=sys.stderr)
         return 130
     return 0
-
-
-def _not_an_interrupt(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)) and not (
-        interrupts.requested() and "failed" in record.getMessage())
-
-
-def _not_a_sqlalchemy_guess(record: logging.LogRecord) -> bool:
-    return not record.getMessage().startswith("Caught an error from sqlalchemy")
 
 
 def _quote(arg: str) -> str:

@@ -70,6 +70,11 @@ def as_exception() -> Iterator[None]:
             _raise.clear()
 
 
+def request() -> None:
+    """Record a stop request that arrived another way (a worker's SIGTERM from its parent)."""
+    _requested.set()
+
+
 def requested() -> bool:
     """Whether Ctrl-C was pressed in this process."""
     return _requested.is_set()

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import platform
 import shlex
-import signal
 import sys
 import threading
 import time
@@ -17,8 +16,6 @@ from typing import Any
 
 import optuna
 import torch
-from joblib import Parallel, delayed
-from joblib.externals.loky.process_executor import TerminatedWorkerError
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
@@ -34,6 +31,7 @@ from .pruning import optuna_pruner
 from .storage import mask_url, open_storage
 from .tasks import BUILTIN_TASKS, Task, load_task
 from .train import resolve_device
+from .workers import run_workers
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DEFAULT_STORAGE = "sqlite:///lrpo_study.db"
@@ -218,13 +216,31 @@ def spec_task(spec: StudySpec, options: RunOptions) -> Task:
     return task
 
 
+def quiet_optuna_logs() -> None:
+    """Optuna's warnings, less two that our one-line reports replace (in the CLI's process and in each worker)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Ctrl-C is reported in one line; Optuna would also log the trial it failed, with a traceback.
+    logging.getLogger("optuna.study._optimize").addFilter(_not_an_interrupt)  # adding one twice keeps one
+    # When a database server goes away mid-query, Optuna logs a guess (too many IN variables) and retries
+    # the query; the retrying storage and the CLI's storage failure report the real cause in one line.
+    logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_a_sqlalchemy_guess)
+
+
+def _not_an_interrupt(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)) and not (
+        interrupts.requested() and "failed" in record.getMessage())
+
+
+def _not_a_sqlalchemy_guess(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Caught an error from sqlalchemy")
+
+
+
 def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task: Task | None = None, worker: int = 0) -> None:
     """Worker number ``worker``: its own device, storage connection, task data and seeded sampler."""
     if options.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
-        # Ctrl-C reaches the whole process group; the parent alone handles it (and stops these workers).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna_logs()
     device = torch.device(options.worker_devices[worker]) if options.worker_devices else resolve_device(options.device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # synchronize() and friends act on this GPU, not on cuda:0
@@ -341,11 +357,6 @@ def _run_study(spec: StudySpec, options: RunOptions, task: Task) -> optuna.Study
 
 def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, target: int, rounds: int = 3) -> None:
     """Workers split what is missing; a round cut short by a dead worker is followed by another."""
-    # Workers stopped by Ctrl-C leave semaphores that multiprocessing's resource tracker (a separate
-    # process, started with our -W options) reports as leaked at exit; the OS frees them with the process.
-    quiet = "ignore:resource_tracker:UserWarning"
-    if quiet not in sys.warnoptions:
-        sys.warnoptions.append(quiet)
     for _ in range(rounds):
         missing = target - count_finished(study)
         if missing <= 0:
@@ -353,27 +364,14 @@ def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, 
         workers = min(options.workers, missing)
         shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         try:
-            Parallel(n_jobs=workers, backend="loky")(
-                delayed(_work)(spec, options, share, target, worker=i) for i, share in enumerate(shares)
-            )
-        except TerminatedWorkerError:
-            tqdm.write(f"{spec.name}: a worker process died; its trial is failed and retried")
+            died = run_workers(_work, [(spec, options, share, target, None, i) for i, share in enumerate(shares)])
         except KeyboardInterrupt:
-            _fail_when_gone(study)  # joblib stops the workers; their trials must not stay RUNNING
+            fail_dead_local_trials(study)  # a worker killed after the grace period left its trial RUNNING
             raise
+        if died:
+            tqdm.write(f"{spec.name}: {died} worker process{'es' if died > 1 else ''} died; "
+                       "their trials are failed and retried")
         fail_dead_local_trials(study)
-
-
-def _fail_when_gone(study: optuna.Study, wait: float = 10.0) -> None:
-    """Fail this host's RUNNING trials as their worker processes exit (within ``wait`` seconds)."""
-    deadline = time.monotonic() + wait
-    while True:
-        fail_dead_local_trials(study)
-        host = platform.node()
-        running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get(record.HOST) == host]
-        if not running or time.monotonic() > deadline:
-            return
-        time.sleep(0.2)
 
 
 def pareto_table(study: optuna.Study) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -287,6 +288,54 @@ def test_ctrl_c_to_the_process_group_with_two_workers_is_one_line_and_fails_the_
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     study = optuna.load_study(study_name="sigint2", storage=open_storage(url))
     assert not study.get_trials(states=(TrialState.RUNNING,)) and study.get_trials(states=(TrialState.FAIL,))
+
+
+def _spawned_workers(parent: int) -> list[int]:
+    """The worker processes ``parent`` spawned (multiprocessing's spawn_main), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == parent and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):  # a process that ended while we looked
+            continue
+    return found
+
+
+WORKER_SIGINT_POINTS = (0.0, 0.4, 1.2, 2.5)  # seconds after the workers appear: imports, storage, first trial
+
+
+def test_ctrl_c_to_the_process_group_while_workers_start_is_one_line_and_leaves_nothing_running(tmp_path: Path) -> None:
+    procs, urls = [], []
+    for i, _ in enumerate(WORKER_SIGINT_POINTS):
+        spec = write_study(tmp_path / f"s{i}.toml", name=f"start{i}", n_trials=4, fixed=LONG)
+        urls.append(f"journal:{tmp_path / f's{i}.journal'}")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", urls[-1], "--no-progress",
+             "--device", "cpu", "--workers", "2"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy(),
+            start_new_session=True,
+        ))
+    began: dict[int, float] = {}
+    pending = dict(enumerate(WORKER_SIGINT_POINTS))
+    deadline = time.monotonic() + 180
+    while pending and time.monotonic() < deadline:
+        for i, delay in list(pending.items()):
+            if i not in began and _spawned_workers(procs[i].pid):
+                began[i] = time.monotonic()
+            if i in began and time.monotonic() >= began[i] + delay:
+                os.killpg(procs[i].pid, signal.SIGINT)
+                del pending[i]
+        time.sleep(0.02)
+    assert not pending, f"no workers appeared: {pending}"
+    for i, (delay, proc) in enumerate(zip(WORKER_SIGINT_POINTS, procs, strict=True)):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130 and len(err.strip().splitlines()) == 1, (delay, err)
+        assert "interrupted" in err and "Traceback" not in err and "lock" not in err, (delay, err)
+        with contextlib.suppress(KeyError):  # interrupted before the study was created
+            study = optuna.load_study(study_name=f"start{i}", storage=open_storage(urls[i]))
+            assert not study.get_trials(states=(TrialState.RUNNING,)), delay
 
 
 def test_studies_and_trials_not_made_by_lrpo_study_are_skipped(tmp_path: Path) -> None:
