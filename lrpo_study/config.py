@@ -7,6 +7,7 @@ See ``studies/README.md`` for the format.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class StudySpec:
     method: str
     task: str = DEFAULT_TASK
     task_options: dict[str, Any] = field(default_factory=dict)
+    loop: str | None = None  # "package.module:function": the user's training loop trains the trials instead of a task
     objectives: tuple[str, ...] = ("best_val_accuracy", "train_seconds")
     sampler: str = "tpe"
     n_trials: int = 20
@@ -95,7 +97,8 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy, stored in the study's user_attrs."""
         return {
-            "name": self.name, "method": self.method, "task": {"name": self.task, **self.task_options},
+            "name": self.name, "method": self.method,
+            "task": {"name": self.task, **({"loop": self.loop} if self.loop else {}), **self.task_options},
             "objectives": list(self.objectives), "sampler": self.sampler, "n_trials": self.n_trials,
             "seed": self.seed, "train_seed": self.train_seed, "fixed": self.fixed, "pruning": self.pruning.__dict__,
             "search": {p.name: {k: v for k, v in p.__dict__.items() if k != "name"} for p in self.search},
@@ -123,7 +126,7 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
     if not isinstance(study, dict):
         raise fail("study", "missing [study] table")
     study = dict(study)
-    task, options = _parse_task(raw.get("task", {}), study, fail)
+    task, options, loop = _parse_task(raw.get("task", {}), study, fail)
     _check_types(study, _STUDY_KEYS, "study", fail)
     for key in ("name", "method"):
         if key not in study:
@@ -190,7 +193,7 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
         search.append(_parse_search(name, entry, params[name], key, {**{p.name: p for p in search}, **fixed}, fail))
 
     spec = StudySpec(
-        path=where, task=task, task_options=options, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
+        path=where, task=task, task_options=options, loop=loop, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
         **{k: v for k, v in study.items() if k != "objectives"},
     )
     builtin = BUILTIN_TASKS.get(task)
@@ -198,11 +201,22 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
     return spec
 
 
-def _parse_task(table: Any, study: dict[str, Any], fail: Any) -> tuple[str, dict[str, Any]]:
-    """``[task]``: ``name`` plus the factory's keyword arguments (fashion-mnist's may sit in [study])."""
+def _parse_task(table: Any, study: dict[str, Any], fail: Any) -> tuple[str, dict[str, Any], str | None]:
+    """``[task]``: ``name`` plus the factory's keyword arguments (fashion-mnist's may sit in [study]), or
+    ``loop``, the user's training function, plus the keyword arguments it gets as ``run.options``."""
     if not isinstance(table, dict):
         raise fail("task", "must be a table like { name = \"fashion-mnist\" }")
     options = dict(table)
+    if "loop" in options:
+        loop = options.pop("loop")
+        if "name" in options:
+            raise fail("task", "give a task's name or a loop, not both")
+        if not isinstance(loop, str) or not re.fullmatch(r"[\w.]+:[\w.]+", loop):
+            raise fail("task.loop", f"must be 'package.module:function', got {loop!r}")
+        moved = [key for key in _FASHION_MNIST_STUDY_KEYS if key in study]
+        if moved:
+            raise fail(f"study.{moved[0]}", "is a fashion-mnist option; a loop's options go in [task]")
+        return loop, options, loop
     name = options.pop("name", DEFAULT_TASK)
     if not isinstance(name, str) or not name:
         raise fail("task.name", f"must be a built-in task or 'package.module:factory', got {name!r}")
@@ -220,7 +234,7 @@ def _parse_task(table: Any, study: dict[str, Any], fail: Any) -> tuple[str, dict
         raise fail("task", str(exc)) from None
     if name == "fashion-mnist" and options["split"] == "holdout" and options["train_size"] + options["val_size"] > 60000:
         raise fail("task", f"the holdout split needs train_size + val_size <= 60000, got {options['train_size'] + options['val_size']}")
-    return name, options
+    return name, options, None
 
 
 def _check_reachable(cond: str, wanted: Any, source: Any, key: str, fail: Any) -> None:

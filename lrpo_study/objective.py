@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import math
-import os
-import platform
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +13,11 @@ from . import __version__, record
 from .cache import TrajectoryCache
 from .checkpoints import CheckpointStore, checkpoint_key
 from .config import StudySpec
+from .errors import UserError
 from .hyperparameters import resolve, with_defaults
-from .pruning import QuantileRule
-from .schedules import SCHEDULES
 from .tasks import BUILTIN_TASKS, Task, task_options
 from .train import Diverged, EpochMetrics, curve_names, train
-from .trial_view import publish
+from .trial_run import TrialRun, TrialRunError
 
 
 @dataclass(frozen=True)
@@ -46,23 +42,6 @@ REFERENCES: dict[str, Reference] = {
     "nanogpt": Reference("shakespeare-char", "cosine", {
         **_NANOGPT_ADAMW, "lr": 1e-3, "warmup_steps": 100, "eta_min": 1e-4, "epochs": 10}, _NANOGPT_MODEL),
 }
-
-
-def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
-    """Fixed values plus one suggestion per active search parameter, in file order."""
-    values = dict(spec.fixed)
-    for p in spec.search:
-        if not p.active(values):
-            continue
-        if p.type == "int":
-            assert p.low is not None and p.high is not None
-            values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
-        elif p.type == "float":
-            assert p.low is not None and p.high is not None
-            values[p.name] = trial.suggest_float(p.name, float(p.low), float(p.high), step=p.step, log=p.log)
-        else:
-            values[p.name] = trial.suggest_categorical(p.name, list(p.choices))
-    return values
 
 
 def reference_params(spec: StudySpec, tag: str) -> dict[str, Any] | None:
@@ -108,55 +87,44 @@ class Objective:
         self.checkpoints = checkpoints
         self.cache = cache
         self.artifact_dir = artifact_dir
-        self._publish_failed = False
         self._identity: str | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        spec = self.spec
-        hp = resolve(spec.method, with_defaults(spec.method, suggest(trial, spec), self.task.defaults))
-        for key, value in {
-            record.METHOD: spec.method, record.HYPERPARAMETERS: hp, record.TASK: spec.task,
-            record.TASK_OPTIONS: spec.task_options, record.SEED: spec.train_seed, record.DEVICE: str(self.device),
-            record.TORCH_VERSION: torch.__version__, record.VERSION: __version__, record.HOST: platform.node(),
-            record.PID: os.getpid(), record.THREADS: torch.get_num_threads(),
-            record.STEPS_PER_EPOCH: self.task.steps_per_epoch(hp["batch_size"]),
-        }.items():
-            trial.set_user_attr(key, value)
+        spec, task = self.spec, self.task
+        run = TrialRun(trial, spec, defaults=task.defaults, task=spec.task, device=self.device,
+                       artifact_dir=self.artifact_dir, has_accuracy=task.has_accuracy)
+        hp = run.hyperparameters
+        trial.set_user_attr(record.STEPS_PER_EPOCH, task.steps_per_epoch(hp["batch_size"]))
         key = self.checkpoint_key(trial.study.study_name, hp)
         store = self.checkpoints
         resume = store.load(key) if store else None
         if resume:
             trial.set_user_attr(record.RESUMED_FROM_EPOCH, int(resume["epoch"]))
-        curves: dict[str, list[float]] = {name: [] for name in curve_names(self.task)}  # the latest history the loop showed us
-        cached: list[int] = []  # epochs the loop restored from the trajectory cache, also known when pruned
-        hook = self._pruning_hook(trial, curves, cached, hp["epochs"], hp.get("pretrain_epochs", 0))
+
+        def hook(m: EpochMetrics) -> None:  # the loop shows its whole history: epochs resumed or cached included
+            run.curves.update({name: list(m.history[name]) for name in curve_names(task)})
+            run.observe_epoch(m.epoch, from_cache=m.from_cache)
+
         try:
             result = train(
-                task=self.task, method=spec.method, hyperparameters=hp, seed=spec.train_seed, device=self.device,
+                task=task, method=spec.method, hyperparameters=hp, seed=spec.train_seed, device=self.device,
                 on_epoch=[hook], resume=resume, on_checkpoint=(lambda state: store.save(key, state)) if store else None,
                 cache=self.cache,
             )
         except Diverged as exc:
-            self._finish(trial, curves, cached, key)
-            trial.set_user_attr(record.PRUNED_REASON, f"diverged: {exc.reason}")
-            trial.set_user_attr(record.PRUNED_EPOCH, exc.epoch)
-            self._publish(trial, "diverged")
-            raise optuna.TrialPruned(str(exc)) from None
+            self._discard(key)
+            run.diverged(exc.reason, exc.epoch)
         except optuna.TrialPruned:
-            self._finish(trial, curves, cached, key)
-            self._publish(trial, "pruned")
+            self._discard(key)
             raise
+        self._discard(key)
         result.extras.pop(record.CACHED_EPOCHS)  # the hook counted them
-        self._finish(trial, result.curves, cached, key)
-        for name, value in result.extras.items():
-            trial.set_user_attr(name, value)
-        values = tuple(float(getattr(result, name)) for name in spec.objectives)
-        if not all(math.isfinite(v) for v in values):
-            trial.set_user_attr(record.PRUNED_REASON, f"non-finite objective values {values}")
-            self._publish(trial, "pruned")
-            raise optuna.TrialPruned("non-finite objective values")
-        self._publish(trial, "complete")
-        return values[0] if len(values) == 1 else values
+        run.extras.update(result.extras)
+        return run.finish()
+
+    def _discard(self, key: str) -> None:
+        if self.checkpoints:
+            self.checkpoints.discard(key)
 
     def checkpoint_key(self, study_name: str, hp: dict[str, Any]) -> str:
         """Names everything that decides a trial's state after an epoch: a checkpoint under it is that trial's."""
@@ -171,64 +139,19 @@ class Objective:
             version=__version__,
         )
 
-    def _publish(self, trial: optuna.Trial, outcome: str) -> None:
-        """The dashboard's figure and note; a failure there must not cost the trial its result."""
+
+class LoopObjective:
+    """Callable for ``study.optimize`` when the study file names the user's training loop instead of a task:
+    the loop receives the trial's ``TrialRun`` and trains; misuse of the run stops the study (bad input)."""
+
+    def __init__(self, spec: StudySpec, loop: Callable[[TrialRun], Any], device: torch.device, *,
+                 artifact_dir: str | None = None) -> None:
+        self.spec, self.loop, self.device, self.artifact_dir = spec, loop, device, artifact_dir
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        run = TrialRun(trial, self.spec, device=self.device, artifact_dir=self.artifact_dir)
         try:
-            publish(trial, outcome=outcome, artifact_dir=self.artifact_dir)
-        except Exception as exc:  # noqa: BLE001  (a full disk, a read-only artifact folder, ...)
-            if not self._publish_failed:
-                warnings.warn(f"could not write trial {trial.number}'s dashboard figure or note: {exc}", stacklevel=2)
-            self._publish_failed = True
-
-    def _finish(self, trial: optuna.Trial, curves: dict[str, list[float]], cached: list[int], key: str) -> None:
-        trial.set_user_attr(record.CURVES, curves)
-        trial.set_user_attr(record.EPOCHS, len(curves["val_loss"]))
-        trial.set_user_attr(record.TRAIN_SECONDS, sum(curves["seconds"]))
-        if curves.get("val_accuracy"):
-            trial.set_user_attr(record.BEST_VAL_ACCURACY, max(curves["val_accuracy"]))
-        if curves["val_loss"]:
-            trial.set_user_attr(record.FINAL_VAL_LOSS, curves["val_loss"][-1])
-        trial.set_user_attr(record.CACHED_EPOCHS, len(cached))
-        if self.checkpoints:
-            self.checkpoints.discard(key)
-
-    def _pruning_hook(
-        self, trial: optuna.Trial, curves: dict[str, list[float]], cached: list[int], total_epochs: int, hp_pretrain: int,
-    ) -> Any:
-        spec = self.spec
-        single = len(spec.objectives) == 1
-        metric = record.quality_metric(spec.objectives, has_accuracy=self.task.has_accuracy)  # as report scores it
-        rule = QuantileRule(spec.pruning, higher_is_better=record.higher_is_better(metric))
-        curve = "val_loss" if metric == "final_val_loss" else "val_accuracy"
-
-        def hook(m: EpochMetrics) -> None:
-            for name in curves:
-                curves[name] = list(m.history[name])
-            if m.from_cache:
-                cached.append(m.epoch)
-            reason: str | None = None
-            if single and spec.pruning.rule != "none":
-                trial.report(self._intermediate(curves), m.epoch)
-                if trial.should_prune():
-                    reason = f"optuna {spec.pruning.rule} pruner at epoch {m.epoch}"
-            elif spec.method == "lrpo" and m.epoch <= hp_pretrain:
-                pass  # every LRPO trial's pretrain at the same lr is identical by construction: nothing to decide
-            elif not single and spec.pruning.rule == "quantile":
-                reason = rule.reason(
-                    trial.study, epoch=m.epoch, total_epochs=total_epochs, value=curves[curve][-1],
-                    seconds_so_far=sum(curves["seconds"]), length_dependent=SCHEDULES[spec.method].length_dependent,
-                )
-            if reason is not None:
-                trial.set_user_attr(record.PRUNED_REASON, reason)
-                trial.set_user_attr(record.PRUNED_EPOCH, m.epoch)
-                raise optuna.TrialPruned(reason)
-
-        return hook
-
-    def _intermediate(self, curves: dict[str, list[float]]) -> float:
-        objective = self.spec.objectives[0]
-        if objective == "best_val_accuracy":
-            return max(curves["val_accuracy"])
-        if objective == "final_val_loss":
-            return curves["val_loss"][-1]
-        return curves["val_accuracy"][-1]
+            self.loop(run)
+            return run.finish()
+        except TrialRunError as exc:
+            raise UserError(f"loop {self.spec.loop!r}: {exc}") from None

@@ -26,10 +26,10 @@ from .checkpoints import CheckpointStore, beside_storage
 from .config import StudySpec, check_corners, check_objectives
 from .errors import UserError
 from .liveness import fail_dead_local_trials
-from .objective import REFERENCES, Objective, reference_params
+from .objective import REFERENCES, LoopObjective, Objective, reference_params
 from .pruning import optuna_pruner
 from .storage import mask_url, open_storage
-from .tasks import BUILTIN_TASKS, Task, load_task
+from .tasks import BUILTIN_TASKS, Task, load_loop, load_task
 from .train import resolve_device
 from .workers import run_workers
 
@@ -132,7 +132,7 @@ class _OverTotal(Exception):
     """This trial was created after the study reached its total in another process."""
 
 
-def _within_total(study: optuna.Study, objective: Objective, target: int) -> Callable[[optuna.Trial], Any]:
+def _within_total(study: optuna.Study, objective: Callable[[optuna.Trial], Any], target: int) -> Callable[[optuna.Trial], Any]:
     """The objective, run only while the storage holds fewer than ``target`` finished or running
     trials numbered before this one; then every process stops (``MaxTrialsCallback`` also counts
     the storage, but only after a trial, so two processes could both start one more)."""
@@ -146,6 +146,18 @@ def _within_total(study: optuna.Study, objective: Objective, target: int) -> Cal
         return objective(trial)
 
     return guarded
+
+
+def create_study(spec: StudySpec, *, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
+    """An Optuna study made from ``spec`` for your own objective (``TrialRun`` trains its trials): the spec
+    is stored, so resume checks, ``report``, ``export`` and ``confirm`` treat it as a study of ours, the
+    references that fit are enqueued, and the study has the spec's sampler (seeded) and early-stopping rule."""
+    prepare_study(spec, open_storage(storage) if isinstance(storage, str) else storage)
+    return optuna.load_study(
+        study_name=spec.name, storage=open_storage(storage) if isinstance(storage, str) else storage,
+        sampler=make_sampler(spec.sampler, spec.seed, parallel=False),
+        pruner=optuna_pruner(spec.pruning) if len(spec.objectives) == 1 else None,
+    )
 
 
 def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
@@ -208,8 +220,12 @@ def spec_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return changes
 
 
-def spec_task(spec: StudySpec, options: RunOptions) -> Task:
-    """The study's task, built and checked against its objectives (before any study is created)."""
+def spec_task(spec: StudySpec, options: RunOptions) -> Task | None:
+    """The study's task, built and checked against its objectives (before any study is created); None for a
+    study whose own loop trains (its function is imported here, so a bad reference fails before any write)."""
+    if spec.loop is not None:
+        load_loop(spec.loop)
+        return None
     task = load_task(spec.task, spec.task_options, data_dir=options.data_dir, seed=spec.train_seed)
     check_objectives(spec, has_accuracy=task.has_accuracy)
     check_corners(spec, defaults=task.defaults)
@@ -219,16 +235,20 @@ def spec_task(spec: StudySpec, options: RunOptions) -> Task:
 def quiet_optuna_logs() -> None:
     """Optuna's warnings, less two that our one-line reports replace (in the CLI's process and in each worker)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # Ctrl-C is reported in one line; Optuna would also log the trial it failed, with a traceback.
-    logging.getLogger("optuna.study._optimize").addFilter(_not_an_interrupt)  # adding one twice keeps one
+    # Ctrl-C and bad input (a loop misusing its TrialRun) are reported in one line; Optuna would also log
+    # the trial it failed, with a traceback, and then that it failed "with value None".
+    logging.getLogger("optuna.study._optimize").addFilter(_not_reported_elsewhere)  # adding one twice keeps one
     # When a database server goes away mid-query, Optuna logs a guess (too many IN variables) and retries
     # the query; the retrying storage and the CLI's storage failure report the real cause in one line.
     logging.getLogger("optuna.storages._rdb.storage").addFilter(_not_a_sqlalchemy_guess)
 
 
-def _not_an_interrupt(record: logging.LogRecord) -> bool:
-    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt)) and not (
-        interrupts.requested() and "failed" in record.getMessage())
+def _not_reported_elsewhere(record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, (KeyboardInterrupt, UserError)):
+        return False
+    message = record.getMessage()
+    return not (interrupts.requested() and "failed" in message) and not message.endswith("failed with value None.")
 
 
 def _not_a_sqlalchemy_guess(record: logging.LogRecord) -> bool:
@@ -244,7 +264,7 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
     device = torch.device(options.worker_devices[worker]) if options.worker_devices else resolve_device(options.device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # synchronize() and friends act on this GPU, not on cuda:0
-    task = (task or spec_task(spec, options)).to(device)
+    task = task or spec_task(spec, options)
     seed = spec.seed if options.seed is None else options.seed
     study = optuna.load_study(
         study_name=spec.name, storage=options.open_storage(),
@@ -252,9 +272,15 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
         pruner=optuna_pruner(spec.pruning) if len(spec.objectives) == 1 else None,
     )
     fail_dead_local_trials(study)
-    checkpoints = CheckpointStore(options.checkpoint_dir) if options.checkpoint_dir else None
-    cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
-    objective = Objective(spec, task, device, checkpoints=checkpoints, cache=cache, artifact_dir=options.artifact_dir)
+    objective: Objective | LoopObjective
+    if task is None:
+        assert spec.loop is not None  # spec_task returns no task for a loop's study only
+        objective = LoopObjective(spec, load_loop(spec.loop), device, artifact_dir=options.artifact_dir)
+    else:
+        checkpoints = CheckpointStore(options.checkpoint_dir) if options.checkpoint_dir else None
+        cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
+        objective = Objective(spec, task.to(device), device, checkpoints=checkpoints, cache=cache,
+                              artifact_dir=options.artifact_dir)
     study.optimize(
         _within_total(study, objective, target), n_trials=n_trials, gc_after_trial=False, catch=(_OverTotal,),
         callbacks=[MaxTrialsCallback(target, states=(*FINISHED, TrialState.RUNNING))],
@@ -336,7 +362,7 @@ def _import_lazy_modules() -> None:
     import torch._dynamo  # noqa: F401, PLC0415
 
 
-def _run_study(spec: StudySpec, options: RunOptions, task: Task) -> optuna.Study:
+def _run_study(spec: StudySpec, options: RunOptions, task: Task | None) -> optuna.Study:
     storage = options.open_storage()
     study = prepare_study(spec, storage)
     target = options.n_trials or spec.n_trials

@@ -26,13 +26,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import optuna
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from ..schedules import CurvatureLR, MetricSchedule, Schedule, ScheduleHooks
+from ..trial_run import TrialRun, TrialRunError
 
-__all__ = ["ScheduleCallback"]
+__all__ = ["ScheduleCallback", "TrialCallback"]
 
 
 class _LeavesLrAlone(LRScheduler):
@@ -117,3 +119,44 @@ class ScheduleCallback(TrainerCallback):
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+
+
+class TrialCallback(ScheduleCallback):
+    """A Hugging Face ``Trainer`` run as a study's trial: on each evaluation, hands ``run`` the evaluation's
+    ``eval_loss`` (and ``eval_accuracy`` when ``compute_metrics`` gives one) and the mean of the training
+    losses the Trainer logged since the last one; stops training when the trial is pruned
+    (``run.finish()`` then raises ``optuna.TrialPruned``). It also steps ``schedule`` like ``ScheduleCallback``.
+
+        optimizer = run.make_optimizer(model.parameters())
+        schedule = run.make_schedule(optimizer, steps_per_epoch=steps_per_epoch, params=model.parameters())
+        callback = TrialCallback(run, schedule)
+        args = TrainingArguments(..., num_train_epochs=run.epochs, eval_strategy="epoch", logging_strategy="epoch")
+        Trainer(model=model, args=args, optimizers=(optimizer, callback.scheduler), callbacks=[callback], ...).train()
+        return run.finish()
+    """
+
+    def __init__(self, run: TrialRun, schedule: Schedule) -> None:
+        super().__init__(schedule)
+        self.run = run
+        self._losses: list[float] = []
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        logs = kwargs.get("logs") or {}
+        if "loss" in logs:
+            self._losses.append(float(logs["loss"]))
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        super().on_evaluate(args, state, control, **kwargs)
+        metrics = kwargs.get("metrics") or {}
+        if "eval_loss" not in metrics:
+            raise TrialRunError(f"the evaluation gave {sorted(metrics)}, no eval_loss: give the model labels")
+        if not self._losses:
+            raise TrialRunError("no training loss was logged before this evaluation: "
+                                "TrainingArguments(logging_strategy='epoch') logs one per epoch")
+        accuracy = metrics.get("eval_accuracy")
+        try:
+            self.run.report(train_loss=sum(self._losses) / len(self._losses), val_loss=float(metrics["eval_loss"]),
+                            val_accuracy=None if accuracy is None else float(accuracy))
+        except optuna.TrialPruned:
+            control.should_training_stop = True
+        self._losses = []

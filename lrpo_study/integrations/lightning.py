@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import optuna
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from ..schedules import Schedule, ScheduleHooks
+from ..trial_run import TrialRun, TrialRunError
 
-__all__ = ["ScheduleCallback", "lr_scheduler_config"]
+__all__ = ["ScheduleCallback", "TrialCallback", "lr_scheduler_config"]
 
 
 def lr_scheduler_config(schedule: Schedule, *, val_loss: str = "val_loss") -> dict[str, Any]:
@@ -46,3 +48,50 @@ class ScheduleCallback(Callback):
         for config in trainer.lr_scheduler_configs:
             if isinstance(config.scheduler, ScheduleHooks):
                 config.scheduler.observe(loss)
+
+
+class TrialCallback(ScheduleCallback):
+    """A Lightning fit as a study's trial: after each validation epoch, hands ``run`` the logged validation
+    metrics (``val_loss``, and ``val_accuracy`` when logged) and the epoch's mean training loss (what
+    ``training_step`` returned: your loss, label smoothing and all); stops the fit when the trial is pruned
+    (``run.finish()`` then raises ``optuna.TrialPruned``). It also does ``ScheduleCallback``'s work.
+
+        def configure_optimizers(self):
+            optimizer = run.make_optimizer(self.parameters())
+            steps = int(self.trainer.estimated_stepping_batches) // run.epochs  # loads the training data
+            schedule = run.make_schedule(optimizer, steps_per_epoch=steps, params=self.parameters())
+            return {"optimizer": optimizer, "lr_scheduler": lr_scheduler_config(schedule)}
+
+        trainer = lightning.Trainer(max_epochs=run.epochs, callbacks=[TrialCallback(run)])
+        trainer.fit(module, train_loader, val_loader)
+        return run.finish()
+    """
+
+    def __init__(self, run: TrialRun, *, val_loss: str = "val_loss", val_accuracy: str = "val_accuracy") -> None:
+        self.run, self.val_loss, self.val_accuracy = run, val_loss, val_accuracy
+        self._losses: list[float] = []
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._losses = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._losses.append(float(loss.detach()))
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or not self._losses:
+            return
+        metrics = trainer.callback_metrics
+        if self.val_loss not in metrics:
+            raise TrialRunError(f"the validation metrics {sorted(metrics)} lack {self.val_loss!r}: log it in "
+                                "validation_step, or name yours with TrialCallback(run, val_loss=...)")
+        accuracy = metrics.get(self.val_accuracy)
+        try:
+            self.run.report(
+                train_loss=sum(self._losses) / len(self._losses), val_loss=float(metrics[self.val_loss]),
+                val_accuracy=None if accuracy is None else float(accuracy),
+            )
+        except optuna.TrialPruned:
+            trainer.should_stop = True  # the fit ends after this epoch; run.finish() raises TrialPruned
+        self._losses = []

@@ -45,7 +45,7 @@ DEFAULT_TASK = "fashion-mnist"
 
 __all__ = [
     "BUILTIN_TASKS", "DEFAULT_TASK", "Batch", "Task", "batch_len", "collate", "cross_entropy", "data_fingerprint", "load_task",
-    "loader", "model_identity", "task_options", "to_device",
+    "load_loop", "loader", "model_identity", "task_options", "to_device",
 ]
 
 
@@ -69,7 +69,12 @@ def _split_reference(name: str) -> tuple[str, str]:
     return module, attr
 
 
-def _import_factory(name: str) -> Callable[..., Any]:
+def load_loop(name: str) -> Callable[..., Any]:
+    """A study's training loop, ``package.module:function``; every failure is a one-line ``UserError``."""
+    return _import_factory(name, what="loop")
+
+
+def _import_factory(name: str, *, what: str = "task") -> Callable[..., Any]:
     module_name, attr = _split_reference(name)
     # Like uvicorn and gunicorn: the user's own modules resolve from the working directory.
     if os.getcwd() not in sys.path and "" not in sys.path:
@@ -77,13 +82,13 @@ def _import_factory(name: str) -> Callable[..., Any]:
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001  (ImportError, SyntaxError, anything the module raises)
-        raise UserError(f"task {name!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        raise UserError(f"{what} {name!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise UserError(f"task {name!r}: {module_name!r} has no attribute {attr!r}")
+            raise UserError(f"{what} {name!r}: {module_name!r} has no attribute {attr!r}")
         target = getattr(target, part)
     if not callable(target):
-        raise UserError(f"task {name!r}: {attr!r} is not callable (a {type(target).__name__})")
+        raise UserError(f"{what} {name!r}: {attr!r} is not callable (a {type(target).__name__})")
     return target  # type: ignore[no-any-return]
 
 

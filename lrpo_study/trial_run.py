@@ -1,0 +1,287 @@
+"""One trial of a study, trained by any loop: ours, yours, Lightning's or the Hugging Face Trainer's.
+
+    spec = lrpo_study.load_spec("studies/mine.toml")
+    study = lrpo_study.create_study(spec, storage="sqlite:///mine.db")
+
+    def objective(trial):
+        run = lrpo_study.TrialRun(trial, spec)
+        torch.manual_seed(run.seed)
+        model = make_model()
+        optimizer = run.make_optimizer(model.parameters())
+        schedule = run.make_schedule(optimizer, steps_per_epoch=len(train_loader), params=model.parameters())
+        for epoch in range(run.epochs):
+            ...  # train: schedule.step() after each optimizer step (interval "step") or epoch ("epoch")
+            run.report(train_loss=..., val_loss=..., val_accuracy=...)  # may raise optuna.TrialPruned
+        return run.finish()
+
+    study.optimize(objective, n_trials=spec.n_trials)
+
+The run suggests the method's hyperparameters from the spec's search space, writes the trial
+record (``record.py``: the same keys as the built-in loop's trials), asks the study's early-stopping
+rule after every epoch, and publishes the trial's figure and note. It is the one writer of the trial
+record: the built-in loop's objective goes through it too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any, NoReturn
+
+import optuna
+import torch
+
+from . import __version__, record
+from .config import StudySpec
+from .hyperparameters import TRAIN_PARAMS, resolve, with_defaults
+from .optimizers import build_optimizer
+from .pruning import QuantileRule
+from .schedules import NEEDS_TOTAL_STEPS, SCHEDULES, Schedule, make_schedule
+from .trial_view import publish
+
+__all__ = ["TrialRun", "TrialRunError", "suggest"]
+
+
+class TrialRunError(ValueError):
+    """The loop used the trial API wrongly (no epoch reported, one too many, accuracy missing)."""
+
+
+def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+    """Fixed values plus one suggestion per active search parameter, in file order."""
+    values = dict(spec.fixed)
+    for p in spec.search:
+        if not p.active(values):
+            continue
+        if p.type == "int":
+            assert p.low is not None and p.high is not None  # the spec's parser checked them
+            values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
+        elif p.type == "float":
+            assert p.low is not None and p.high is not None
+            values[p.name] = trial.suggest_float(p.name, float(p.low), float(p.high), step=p.step, log=p.log)
+        else:
+            values[p.name] = trial.suggest_categorical(p.name, list(p.choices))
+    return values
+
+
+class TrialRun:
+    """The trial API: hyperparameters in, one report per epoch, objective values out.
+
+    ``trial`` is the Optuna trial of a study made from ``spec`` (``create_study``, or ``optimize``).
+    ``defaults`` are the loop's own defaults for hyperparameters the spec leaves open (a built-in
+    task's recipe); ``seed`` overrides the spec's training seed (``confirm``); with ``test``, the
+    loop is asked to score its test data (``wants_test``) and report it with ``report_test``.
+    """
+
+    def __init__(
+        self, trial: optuna.Trial, spec: StudySpec, *, defaults: Mapping[str, Any] | None = None,
+        task: str | None = None, device: str | torch.device = "cpu", seed: int | None = None,
+        artifact_dir: str | None = None, test: bool = False, has_accuracy: bool | None = None,
+    ) -> None:
+        self.trial, self.spec, self.artifact_dir = trial, spec, artifact_dir
+        self.hyperparameters: dict[str, Any] = resolve(spec.method, with_defaults(spec.method, suggest(trial, spec), defaults or {}))
+        self.seed = spec.train_seed if seed is None else seed
+        self.wants_test = test
+        self.curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": [], "lr": [], "seconds": []}
+        self.cached_epochs = 0
+        self.extras: dict[str, Any] = {}
+        self.test_scores: dict[str, float] = {}
+        self.outcome: str | None = None  # complete or pruned (diverged is pruned)
+        self._values: float | tuple[float, ...] | None = None
+        self._pruned_reason = ""
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._step_lrs: list[float] = []  # the first group's lr at each optimizer step since the last report
+        self._has_accuracy: bool | None = None
+        if has_accuracy is not None:
+            self._check_accuracy(has_accuracy)
+        self._clock = time.perf_counter()
+        self._recording = not isinstance(trial, optuna.trial.FixedTrial)  # confirm re-runs with a FixedTrial
+        self._set({
+            record.METHOD: spec.method, record.HYPERPARAMETERS: self.hyperparameters,
+            record.TASK: task or spec.loop or spec.task, record.TASK_OPTIONS: spec.task_options, record.SEED: self.seed,
+            record.DEVICE: str(device), record.TORCH_VERSION: torch.__version__, record.VERSION: __version__,
+            record.HOST: platform.node(), record.PID: os.getpid(), record.THREADS: torch.get_num_threads(),
+        })
+
+    @property
+    def epochs(self) -> int:
+        """How many epochs this trial trains (report exactly this many, unless it is pruned)."""
+        return int(self.hyperparameters["epochs"])
+
+    @property
+    def method(self) -> str:
+        return self.spec.method
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The study file's ``[task]`` options besides ``loop`` (the loop's own settings)."""
+        return dict(self.spec.task_options)
+
+    def make_optimizer(self, params: Iterable[torch.nn.Parameter], *, matrices_only: bool = False) -> torch.optim.Optimizer:
+        """The optimizer the hyperparameters name (SGD or AdamW, with their lr, momentum, betas, weight decay)."""
+        optimizer = build_optimizer(params, self.hyperparameters, matrices_only=matrices_only)
+        self._watch(optimizer)
+        return optimizer
+
+    def make_schedule(
+        self, optimizer: torch.optim.Optimizer, *, steps_per_epoch: int, params: Iterable[torch.Tensor] | None = None,
+    ) -> Schedule:
+        """The method's schedule on ``optimizer`` (yours or ``make_optimizer``'s); ``steps_per_epoch``: optimizer
+        steps per epoch; ``params``: the model's parameters (the curvature method estimates tr(H) on them)."""
+        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+            raise TrialRunError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch=}")
+        self._watch(optimizer)
+        self._set({record.STEPS_PER_EPOCH: steps_per_epoch})
+        self._clock = time.perf_counter()  # the first epoch's seconds: training, not building data and model
+        total = self.epochs * steps_per_epoch if self.method in NEEDS_TOTAL_STEPS else None
+        try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
+            return make_schedule(self.method, optimizer, self.hyperparameters, total_steps=total, params=params,
+                                 seed=self.seed, ignore=TRAIN_PARAMS)
+        except ValueError as exc:
+            raise TrialRunError(f"{self.method} with {steps_per_epoch} steps per epoch: {exc}") from None
+
+    def _watch(self, optimizer: torch.optim.Optimizer) -> None:
+        """Record the lr of every step (the epoch's mean lr is its curve point, as in the built-in loop)."""
+        if optimizer is self._optimizer:
+            return
+        self._optimizer = optimizer
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: self._step_lrs.append(float(opt.param_groups[0]["lr"])))
+
+    def report(
+        self, *, train_loss: float, val_loss: float, val_accuracy: float | None = None, lr: float | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """One epoch's numbers (``lr``: by default the mean over the epoch's optimizer steps; ``seconds``: by
+        default the time since the previous report or since the run began). Raises ``optuna.TrialPruned`` when the study's rule stops the trial (its record
+        and figure are written first) or the loss is not finite (diverged); the loop lets it propagate."""
+        n = len(self.curves["val_loss"])
+        if n >= self.epochs:
+            raise TrialRunError(f"trial {self.trial.number} trains {self.epochs} epochs; a report for epoch {n + 1} is one too many")
+        self._check_accuracy(val_accuracy is not None)
+        if lr is None:
+            if self._optimizer is None:
+                raise TrialRunError("report(lr=...) is needed when the optimizer was not made by make_optimizer or make_schedule")
+            lr = sum(self._step_lrs) / len(self._step_lrs) if self._step_lrs else float(self._optimizer.param_groups[0]["lr"])
+        self._step_lrs = []
+        now = time.perf_counter()
+        values = {"train_loss": float(train_loss), "val_loss": float(val_loss), "lr": float(lr),
+                  "seconds": now - self._clock if seconds is None else float(seconds)}
+        if val_accuracy is not None:
+            values["val_accuracy"] = float(val_accuracy)
+        self._clock = now
+        for name, value in values.items():
+            self.curves[name].append(value)
+        bad = [name for name in ("train_loss", "val_loss") if not math.isfinite(values[name])]
+        if bad:
+            self.diverged(f"non-finite {bad[0]} {values[bad[0]]}", n + 1)
+        self.observe_epoch(n + 1)
+
+    def report_test(self, *, loss: float, accuracy: float | None = None) -> None:
+        """The final model's score on the loop's test data (asked for by ``confirm``: ``wants_test``)."""
+        self.test_scores = {"test_loss": float(loss), **({} if accuracy is None else {"test_accuracy": float(accuracy)})}
+
+    def finish(self) -> float | tuple[float, ...]:
+        """Write the record, publish the figure and note; the objective values in the spec's order.
+        Raises ``optuna.TrialPruned`` again for a pruned trial (a callback that stopped a fit cleanly)."""
+        if self.outcome == "pruned":
+            raise optuna.TrialPruned(self._pruned_reason)
+        if self._values is not None:
+            return self._values
+        n = len(self.curves["val_loss"])
+        if n == 0:
+            raise TrialRunError(f"trial {self.trial.number}'s loop returned without reporting any epoch (call report() once per epoch)")
+        values = tuple(float(self._objective(name)) for name in self.spec.objectives)
+        self._write_end()
+        if not all(math.isfinite(v) for v in values):
+            self._end_pruned(f"non-finite objective values {values}", n, outcome="pruned")
+        self.outcome = "complete"
+        self._publish()
+        self._values = values[0] if len(values) == 1 else values
+        return self._values
+
+    def diverged(self, reason: str, epoch: int) -> NoReturn:
+        """End the trial as diverged (pruned, with the reason in its record)."""
+        self._end_pruned(f"diverged: {reason}", epoch, outcome="diverged")
+
+    def observe_epoch(self, epoch: int, *, from_cache: bool = False) -> None:
+        """After epoch ``epoch`` (its numbers in ``curves``): ask the study's early-stopping rule."""
+        self.cached_epochs += from_cache
+        reason = self._stop_reason(epoch)
+        if reason is not None:
+            self._end_pruned(reason, epoch, outcome="pruned")
+
+    def _stop_reason(self, epoch: int) -> str | None:
+        spec = self.spec
+        if not self._recording or spec.pruning.rule == "none":
+            return None
+        metric = record.quality_metric(spec.objectives, has_accuracy=bool(self._has_accuracy))  # as report scores it
+        curve = self.curves["val_loss" if metric == "final_val_loss" else "val_accuracy"]
+        if len(spec.objectives) == 1:
+            self.trial.report(self._objective(spec.objectives[0]), epoch)
+            return f"optuna {spec.pruning.rule} pruner at epoch {epoch}" if self.trial.should_prune() else None
+        if spec.method == "lrpo" and epoch <= self.hyperparameters.get("pretrain_epochs", 0):
+            return None  # every LRPO trial's pretrain at the same lr is identical by construction: nothing to decide
+        if spec.pruning.rule != "quantile":
+            return None
+        rule = QuantileRule(spec.pruning, higher_is_better=record.higher_is_better(metric))
+        return rule.reason(
+            self.trial.study, epoch=epoch, total_epochs=self.epochs, value=curve[-1],
+            seconds_so_far=sum(self.curves["seconds"]), length_dependent=SCHEDULES[spec.method].length_dependent,
+        )
+
+    def _check_accuracy(self, given: bool) -> None:
+        if self._has_accuracy is None:
+            self._has_accuracy = given
+            needs = [o for o in self.spec.objectives if "accuracy" in o]
+            if needs and not given:
+                raise TrialRunError(f"objective {needs[0]!r} needs accuracy, but the loop reports none (report(val_accuracy=...))")
+        elif self._has_accuracy != given:
+            raise TrialRunError("report val_accuracy in every epoch or in none")
+
+    def _objective(self, name: str) -> float:
+        c = self.curves
+        if name == "best_val_accuracy":
+            return max(c["val_accuracy"])
+        if name == "final_val_accuracy":
+            return c["val_accuracy"][-1]
+        if name == "final_val_loss":
+            return c["val_loss"][-1]
+        if name == "train_seconds":
+            return sum(c["seconds"])
+        raise ValueError(f"unknown objective {name!r}")
+
+    def _end_pruned(self, reason: str, epoch: int, *, outcome: str) -> NoReturn:
+        self._write_end()
+        self._set({record.PRUNED_REASON: reason, record.PRUNED_EPOCH: epoch})
+        self.outcome, self._pruned_reason = "pruned", reason
+        self._publish(outcome)
+        raise optuna.TrialPruned(reason)
+
+    def _write_end(self) -> None:
+        curves = {k: v for k, v in self.curves.items() if k != "val_accuracy" or self._has_accuracy}
+        attrs: dict[str, Any] = {
+            record.CURVES: curves, record.EPOCHS: len(curves["val_loss"]), record.TRAIN_SECONDS: sum(curves["seconds"]),
+            record.CACHED_EPOCHS: self.cached_epochs, **self.extras,
+        }
+        if curves.get("val_accuracy"):
+            attrs[record.BEST_VAL_ACCURACY] = max(curves["val_accuracy"])
+        if curves["val_loss"]:
+            attrs[record.FINAL_VAL_LOSS] = curves["val_loss"][-1]
+        self._set(attrs)
+
+    def _set(self, attrs: Mapping[str, Any]) -> None:
+        if self._recording:
+            for key, value in attrs.items():
+                self.trial.set_user_attr(key, value)
+
+    def _publish(self, outcome: str | None = None) -> None:
+        """The dashboard's figure and note; a failure there must not cost the trial its result."""
+        if not self._recording:
+            return
+        try:
+            publish(self.trial, outcome=outcome or self.outcome or "complete", artifact_dir=self.artifact_dir)
+        except Exception as exc:  # noqa: BLE001  (a full disk, a read-only artifact folder, ...)
+            warnings.warn(f"could not write trial {self.trial.number}'s dashboard figure or note: {exc}", stacklevel=3)

@@ -1,0 +1,162 @@
+"""Training loops written the way users write them, each run as a study's trials through ``TrialRun``.
+
+A plain PyTorch loop, a LightningModule whose ``training_step`` uses label smoothing (so the loss the
+trials record is visibly the module's, not cross-entropy), and the Hugging Face Trainer on a small
+GPT-2 made from a config, on real data: Fashion-MNIST and Tiny Shakespeare.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from lrpo_study import TrialRun
+from lrpo_study.data import load_split
+
+DATA_DIR = Path(os.environ.get("LRPO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+LABEL_SMOOTHING = 0.5
+
+
+def fashion(train_size: int = 1024, val_size: int = 256) -> tuple[TensorDataset, TensorDataset]:
+    split = load_split(split="holdout", data_dir=DATA_DIR, seed=0, train_size=train_size, val_size=val_size)
+    return TensorDataset(split.train_x.flatten(1), split.train_y), TensorDataset(split.val_x.flatten(1), split.val_y)
+
+
+def mlp() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+
+
+def plain_fit(run: TrialRun) -> None:
+    """pytorch/examples' loop, with the run's optimizer and schedule and one report per epoch."""
+    train, val = fashion()
+    torch.manual_seed(run.seed)
+    model = mlp()
+    loader = DataLoader(train, batch_size=run.hyperparameters["batch_size"], shuffle=True,
+                        generator=torch.Generator().manual_seed(run.seed))
+    optimizer = run.make_optimizer(model.parameters())
+    schedule = run.make_schedule(optimizer, steps_per_epoch=len(loader), params=model.parameters())
+    x_val, y_val = val.tensors
+    for _ in range(run.epochs):
+        model.train()
+        total = 0.0
+        for x, y in loader:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+            if schedule.interval == "step":
+                schedule.step()
+            total += float(loss)
+        if schedule.interval == "epoch":
+            schedule.step()
+        model.eval()
+        with torch.no_grad():
+            out = model(x_val)
+        run.report(train_loss=total / len(loader), val_loss=float(F.cross_entropy(out, y_val)),
+                   val_accuracy=float((out.argmax(1) == y_val).float().mean()))
+    if run.wants_test:
+        split = load_split(split="holdout", data_dir=DATA_DIR, seed=0, train_size=1024, val_size=256)
+        assert split.test_x is not None and split.test_y is not None  # the holdout split keeps the official test set
+        with torch.no_grad():
+            out = model(split.test_x.flatten(1))
+        run.report_test(loss=float(F.cross_entropy(out, split.test_y)),
+                        accuracy=float((out.argmax(1) == split.test_y).float().mean()))
+
+
+def lightning_fit(run: TrialRun) -> None:
+    """An ordinary Lightning project: the module trains with its own loss; the callback reports."""
+    import lightning as L  # noqa: N812, PLC0415
+
+    from lrpo_study.integrations.lightning import TrialCallback, lr_scheduler_config  # noqa: PLC0415
+
+    class Classifier(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return F.cross_entropy(self.net(x), y, label_smoothing=LABEL_SMOOTHING)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            x, y = batch
+            out = self.net(x)
+            self.log("val_loss", F.cross_entropy(out, y))
+            self.log("val_accuracy", (out.argmax(1) == y).float().mean())
+
+        def configure_optimizers(self) -> Any:
+            optimizer = run.make_optimizer(self.parameters())
+            steps = int(self.trainer.estimated_stepping_batches) // run.epochs  # loads the training data
+            schedule = run.make_schedule(optimizer, steps_per_epoch=steps, params=self.parameters())
+            return {"optimizer": optimizer, "lr_scheduler": lr_scheduler_config(schedule)}
+
+    train, val = fashion()
+    L.seed_everything(run.seed, verbose=False)
+    trainer = L.Trainer(max_epochs=run.epochs, callbacks=[TrialCallback(run)], accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)
+    trainer.fit(Classifier(), DataLoader(train, batch_size=run.hyperparameters["batch_size"], shuffle=True),
+                DataLoader(val, batch_size=256))
+
+
+class _Windows(Dataset[dict[str, torch.Tensor]]):
+    def __init__(self, ids: torch.Tensor, block: int) -> None:
+        self.ids, self.block = ids, block
+
+    def __len__(self) -> int:
+        return (len(self.ids) - 1) // self.block
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        window = self.ids[i * self.block:(i + 1) * self.block]
+        return {"input_ids": window, "labels": window}
+
+
+def hf_fit(run: TrialRun) -> None:
+    """The Hugging Face Trainer on a 1-layer GPT-2 made from a config, on Tiny Shakespeare's first characters."""
+    import transformers  # noqa: PLC0415
+
+    from lrpo_study.integrations.hf import TrialCallback  # noqa: PLC0415
+
+    text = (DATA_DIR / "tinyshakespeare" / "input.txt").read_text()[:40_000]
+    vocab = sorted(set(text))
+    ids = torch.tensor([vocab.index(c) for c in text])
+    block = 32
+    train, val = _Windows(ids[:32_000], block), _Windows(ids[32_000:], block)
+    transformers.set_seed(run.seed)
+    config = transformers.GPT2Config(vocab_size=len(vocab), n_positions=block, n_embd=32, n_layer=1, n_head=2)
+    model = transformers.GPT2LMHeadModel(config)
+    batch = run.hyperparameters["batch_size"]
+    optimizer = run.make_optimizer(model.parameters())
+    schedule = run.make_schedule(optimizer, steps_per_epoch=-(-len(train) // batch), params=model.parameters())
+    callback = TrialCallback(run, schedule)
+    args = transformers.TrainingArguments(
+        output_dir=str(Path(os.environ.get("TMPDIR", "/tmp")) / f"hf-trial-{os.getpid()}"), num_train_epochs=run.epochs,
+        per_device_train_batch_size=batch, per_device_eval_batch_size=64, eval_strategy="epoch",
+        logging_strategy="epoch", save_strategy="no", report_to=[], use_cpu=True, seed=run.seed,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    transformers.Trainer(model=model, args=args, train_dataset=train, eval_dataset=val,
+                         optimizers=(optimizer, callback.scheduler), callbacks=[callback]).train()
+
+
+def silent_fit(run: TrialRun) -> None:
+    """Misuse: trains nothing and reports nothing."""
+
+
+def greedy_fit(run: TrialRun) -> None:
+    """Misuse: reports one epoch more than the trial has."""
+    for _ in range(run.epochs + 1):
+        run.report(train_loss=1.0, val_loss=1.0, val_accuracy=0.5, lr=0.1)
+
+
+def loss_only_fit(run: TrialRun) -> None:
+    """Misuse for an accuracy objective: reports losses only."""
+    run.report(train_loss=1.0, val_loss=1.0, lr=0.1)
+
+
+NOT_CALLABLE = 3
