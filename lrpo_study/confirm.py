@@ -14,14 +14,18 @@ from __future__ import annotations
 import statistics
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
+from .config import StudySpec
 from .errors import UserError
-from .tasks import load_task
+from .tasks import load_loop, load_task
 from .train import resolve_device, train
+from .trial_run import TrialRun, TrialRunError
 from .trial_view import renote
 
 
@@ -65,6 +69,8 @@ def confirm_study(
     task_name, options = record.stored_task(study.user_attrs[record.SPEC])
     chosen = chosen_trials(study, top, numbers)  # a bad trial number fails before any data is loaded
     device = resolve_device(device_name)
+    if "loop" in options:
+        return _confirm_loop(study, chosen, seeds=seeds, options=options, device=device)
     tasks = {seed: load_task(task_name, options, data_dir=data_dir, seed=seed).to(device) for seed in seeds}
     if any(task.test is None for task in tasks.values()):
         raise UserError(
@@ -98,3 +104,36 @@ def confirmation_table(results: list[Confirmed]) -> str:
             f"{r.mean:>8.4f} ± {r.sd:.4f} {statistics.fmean(r.train_seconds):>8.1f}"
         )
     return "\n".join(lines)
+
+
+def _confirm_loop(
+    study: optuna.Study, chosen: list[FrozenTrial], *, seeds: list[int], options: dict[str, Any], device: torch.device,
+) -> list[Confirmed]:
+    """A study trained by the user's loop: the loop re-runs each trial with each seed and, asked by
+    ``run.wants_test``, scores its final model on its own test data (``run.report_test``)."""
+    loop_name = options.pop("loop")
+    loop = load_loop(loop_name)
+    by_accuracy = _maximizes_first(study)
+    out = []
+    for trial in chosen:
+        r = record.TrialRecord.of(trial)
+        values, seconds = [], []
+        for seed in seeds:
+            spec = StudySpec(path=f"study {study.study_name!r}", name=study.study_name, method=r.method, task=loop_name,
+                             task_options=options, loop=loop_name, fixed=dict(r.hyperparameters))
+            run = TrialRun(optuna.trial.FixedTrial({}), spec, seed=seed, device=device, test=True)
+            try:
+                loop(run)
+            except TrialRunError as exc:
+                raise UserError(f"loop {loop_name!r}: {exc}") from None
+            if not run.test_scores:
+                raise UserError(f"loop {loop_name!r} gave no test score to confirm on: when run.wants_test, "
+                                "score the final model on your test data and call run.report_test(loss=..., accuracy=...)")
+            metric = "test_accuracy" if by_accuracy and "test_accuracy" in run.test_scores else "test_loss"
+            values.append(run.test_scores[metric])
+            seconds.append(sum(run.curves["seconds"]))
+        confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs)
+        study.set_user_attr(f"{record.CONFIRM_PREFIX}{trial.number}", confirmation.to_attr())
+        renote(study, trial, confirmation)
+        out.append(Confirmed(study.study_name, r.method, trial.number, r.reference, confirmation))
+    return out

@@ -151,7 +151,11 @@ def _within_total(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
 def create_study(spec: StudySpec, *, storage: str | optuna.storages.BaseStorage) -> optuna.Study:
     """An Optuna study made from ``spec`` for your own objective (``TrialRun`` trains its trials): the spec
     is stored, so resume checks, ``report``, ``export`` and ``confirm`` treat it as a study of ours, the
-    references that fit are enqueued, and the study has the spec's sampler (seeded) and early-stopping rule."""
+    references that fit are enqueued, and the study has the spec's sampler (seeded) and early-stopping rule.
+    The spec names the loop (``[task] loop``): ``confirm`` re-runs it with fresh seeds."""
+    if spec.loop is None:
+        raise ValueError(f"{spec.path}: a study trained by your own objective names its loop, [task] loop = "
+                         "'package.module:function' (confirm re-runs it), got none")
     prepare_study(spec, open_storage(storage) if isinstance(storage, str) else storage)
     return optuna.load_study(
         study_name=spec.name, storage=open_storage(storage) if isinstance(storage, str) else storage,

@@ -50,7 +50,7 @@ class TrialRunError(ValueError):
     """The loop used the trial API wrongly (no epoch reported, one too many, accuracy missing)."""
 
 
-def suggest(trial: optuna.Trial, spec: StudySpec) -> dict[str, Any]:
+def suggest(trial: optuna.trial.BaseTrial, spec: StudySpec) -> dict[str, Any]:
     """Fixed values plus one suggestion per active search parameter, in file order."""
     values = dict(spec.fixed)
     for p in spec.search:
@@ -77,7 +77,7 @@ class TrialRun:
     """
 
     def __init__(
-        self, trial: optuna.Trial, spec: StudySpec, *, defaults: Mapping[str, Any] | None = None,
+        self, trial: optuna.trial.BaseTrial, spec: StudySpec, *, defaults: Mapping[str, Any] | None = None,
         task: str | None = None, device: str | torch.device = "cpu", seed: int | None = None,
         artifact_dir: str | None = None, test: bool = False, has_accuracy: bool | None = None,
     ) -> None:
@@ -227,6 +227,7 @@ class TrialRun:
         if spec.pruning.rule != "quantile":
             return None
         rule = QuantileRule(spec.pruning, higher_is_better=record.higher_is_better(metric))
+        assert isinstance(self.trial, optuna.Trial)  # recording: a trial of a study
         return rule.reason(
             self.trial.study, epoch=epoch, total_epochs=self.epochs, value=curve[-1],
             seconds_so_far=sum(self.curves["seconds"]), length_dependent=SCHEDULES[spec.method].length_dependent,
@@ -279,7 +280,7 @@ class TrialRun:
 
     def _publish(self, outcome: str | None = None) -> None:
         """The dashboard's figure and note; a failure there must not cost the trial its result."""
-        if not self._recording:
+        if not isinstance(self.trial, optuna.Trial):  # confirm's FixedTrial: nothing is recorded
             return
         try:
             publish(self.trial, outcome=outcome or self.outcome or "complete", artifact_dir=self.artifact_dir)

@@ -23,7 +23,7 @@ from lrpo_study.storage import open_storage
 from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-LONG = "epochs = 40\nbatch_size = 128"
+LONG = "epochs = 100\nbatch_size = 128"  # a trial runs for seconds even on a fast machine: the tests find it RUNNING
 
 
 def start(*args: str) -> subprocess.Popen[str]:

@@ -83,7 +83,7 @@ def check_study_is_ours(url: str, name: str, artifacts: Path, tmp_path: Path, *,
 
 
 def test_a_plain_loop_in_your_own_study_is_a_study_of_ours(tmp_path: Path) -> None:
-    spec = lrpo_study.parse_spec(spec_dict("plain"), where="test")
+    spec = lrpo_study.parse_spec(spec_dict("plain", loop="tests.user_loops:plain_fit"), where="test")
     url = f"sqlite:///{tmp_path / 'own.db'}"
     study = lrpo_study.create_study(spec, storage=url)
     artifacts = tmp_path / "own.db.artifacts"
@@ -94,7 +94,15 @@ def test_a_plain_loop_in_your_own_study_is_a_study_of_ours(tmp_path: Path) -> No
         return run.finish()
 
     study.optimize(objective, n_trials=spec.n_trials)
-    check_study_is_ours(url, "plain", artifacts, tmp_path)
+    study = check_study_is_ours(url, "plain", artifacts, tmp_path)
+    best = max(study.best_trials, key=lambda t: t.values[0])
+    proc = cli("confirm", "--storage", url, "--study", "plain", "--trial", str(best.number), "--seeds", "1,2")
+    assert proc.returncode == 0, proc.stderr
+    confirmed = optuna.load_study(study_name="plain", storage=url).user_attrs
+    result = confirmed[f"confirm:{best.number}"]
+    assert result["metric"] == "test_accuracy" and len(result["values"]) == 2 and 0.3 < min(result["values"]) <= 1
+    with pytest.raises(ValueError, match="names its loop"):
+        lrpo_study.create_study(lrpo_study.parse_spec(spec_dict("noloop"), where="test"), storage=url)
 
 
 def test_a_lightning_module_trains_the_trials_with_its_own_loss(tmp_path: Path) -> None:
@@ -118,6 +126,10 @@ def test_a_lightning_module_trains_the_trials_with_its_own_loss(tmp_path: Path) 
     assert min(losses) >= floor - 1e-4
     val_losses = [t.user_attrs["curves"]["val_loss"][-1] for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert min(val_losses) < floor  # the validation loss is the module's plain cross-entropy
+    no_test = cli("confirm", "--storage", url, "--study", "lit", "--trial", str(study.best_trials[0].number), "--seeds", "1")
+    # Lightning's own INFO lines come first (the loop is the user's); ours is the one line at the end
+    assert no_test.returncode == 2 and "Traceback" not in no_test.stderr, no_test.stderr
+    assert "gave no test score" in no_test.stderr.strip().splitlines()[-1]
 
 
 def test_hf_trainer_trials_on_two_workers_with_an_optuna_pruner(tmp_path: Path) -> None:
@@ -175,7 +187,7 @@ def test_misused_loops_are_one_line_errors(loop: str, needle: str, tmp_path: Pat
 
 
 def test_misuse_of_the_api_is_a_value_error_naming_the_cause() -> None:
-    spec = lrpo_study.parse_spec(spec_dict("api"), where="test")
+    spec = lrpo_study.parse_spec(spec_dict("api", loop="tests.user_loops:plain_fit"), where="test")
     study = optuna.create_study(directions=spec.directions)
     run = TrialRun(study.ask(), spec)
     with pytest.raises(ValueError, match="needs accuracy"):

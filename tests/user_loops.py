@@ -51,7 +51,7 @@ def plain_fit(run: TrialRun) -> None:
             optimizer.step()
             if schedule.interval == "step":
                 schedule.step()
-            total += float(loss)
+            total += loss.item()
         if schedule.interval == "epoch":
             schedule.step()
         model.eval()
