@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -21,7 +24,7 @@ from lrpo_study.storage import open_storage
 from lrpo_study.train import train
 
 from . import user_loops
-from .conftest import assert_one_line_error, cli, run_cli
+from .conftest import REPO, assert_one_line_error, cli, run_cli
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SEARCH = {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}
@@ -199,3 +202,33 @@ def test_misuse_of_the_api_is_a_value_error_naming_the_cause() -> None:
         run.report(train_loss=1.0, val_loss=1.0, val_accuracy=0.5, lr=0.1)
     with pytest.raises(ValueError, match="one too many"):
         run.report(train_loss=1.0, val_loss=1.0, val_accuracy=0.5, lr=0.1)
+
+
+LOOP_EXAMPLE = re.compile(r"<!-- loop example: (\w+) -->\n```python\n(.*?)```", re.S)
+LOOP_STUDY = (
+    '[study]\nname = "{name}"\nmethod = "cosine"\nobjectives = ["final_val_accuracy", "train_seconds"]\nn_trials = 2\n'
+    '[task]\nloop = "{module}:fit"\n[fixed]\nepochs = 2\nbatch_size = 16\n'
+    '[search]\nlr = {{ type = "float", low = 1e-3, high = 0.3, log = true }}\n'
+)
+
+
+@pytest.mark.parametrize("name", ["plain", "lightning", "hf"])
+def test_readme_loop_examples_run(name: str, tmp_path: Path) -> None:
+    code = dict(LOOP_EXAMPLE.findall((REPO / "README.md").read_text(encoding="utf-8")))[name]
+    module = {"plain": "myloop", "lightning": "mylit", "hf": "myhf"}[name]
+    (tmp_path / f"{module}.py").write_text(code, encoding="utf-8")
+    if name == "plain":
+        command = [sys.executable, f"{module}.py"]
+        url, study_name, total = f"sqlite:///{tmp_path / 'mine.db'}", "mine", 6
+    else:
+        if name == "hf":  # an accuracy objective needs compute_metrics; this example reports the loss
+            study = LOOP_STUDY.replace('"final_val_accuracy", ', '"final_val_loss", ')
+        else:
+            study = LOOP_STUDY
+        (tmp_path / "s.toml").write_text(study.format(name=name, module=module), encoding="utf-8")
+        url, study_name, total = f"sqlite:///{tmp_path / 's.db'}", name, 2
+        command = [sys.executable, "-m", "lrpo_study", "optimize", "s.toml", "--storage", url, "--no-progress"]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = optuna.load_study(study_name=study_name, storage=url).get_trials(states=FINISHED)
+    assert len(trials) == total and all(t.user_attrs["epochs"] >= 1 and t.user_attrs["curves"]["lr"] for t in trials)
