@@ -394,7 +394,9 @@ def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, 
         workers = min(options.workers, missing)
         shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         try:
-            died = run_workers(_work, [(spec, options, share, target, None, i) for i, share in enumerate(shares)])
+            # A dead worker's trial is failed and re-queued at once (retried_from), before the heartbeat's grace.
+            died = run_workers(_work, [(spec, options, share, target, None, i) for i, share in enumerate(shares)],
+                               on_death=lambda: fail_dead_local_trials(study))
         except KeyboardInterrupt:
             fail_dead_local_trials(study)  # a worker killed after the grace period left its trial RUNNING
             raise

@@ -252,6 +252,8 @@ class TrialRun:
             return c["val_loss"][-1]
         if name == "train_seconds":
             return sum(c["seconds"])
+        if name == "epochs":
+            return len(c["val_loss"])
         raise ValueError(f"unknown objective {name!r}")
 
     def _end_pruned(self, reason: str, epoch: int, *, outcome: str) -> NoReturn:

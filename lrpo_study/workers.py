@@ -30,16 +30,20 @@ GRACE_S = 30.0
 _STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def run_workers(target: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, grace: float = GRACE_S) -> int:
+def run_workers(
+    target: Callable[..., None], arguments: Sequence[tuple[Any, ...]], *, grace: float = GRACE_S,
+    on_death: Callable[[], object] = lambda: None,
+) -> int:
     """Run ``target(*args)`` in one spawned process per ``args``; return how many died without a word.
 
-    A worker's exception is raised here once the other workers have stopped; so is a Ctrl-C (in this
-    process or reported by a worker), as ``KeyboardInterrupt``.
+    ``on_death`` is called as soon as one does (the others go on). A worker's exception is raised here
+    once the other workers have stopped; so is a Ctrl-C (in this process or reported by a worker), as
+    ``KeyboardInterrupt``.
     """
     processes: list[tuple[BaseProcess, Connection]] = []
     try:
         _start(target, arguments, processes)
-        return _join(processes)
+        return _join(processes, on_death)
     except BaseException:
         _stop(processes, grace)
         raise
@@ -62,7 +66,7 @@ def _start(target: Callable[..., None], arguments: Sequence[tuple[Any, ...]], ou
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C meanwhile is delivered here
 
 
-def _join(processes: list[tuple[BaseProcess, Connection]]) -> int:
+def _join(processes: list[tuple[BaseProcess, Connection]], on_death: Callable[[], object]) -> int:
     died = 0
     running = dict(processes)
     while running:
@@ -78,7 +82,9 @@ def _join(processes: list[tuple[BaseProcess, Connection]]) -> int:
                 raise error  # type: ignore[misc]  # an exception: _worker_main sends nothing else
             if outcome == "interrupted":
                 raise KeyboardInterrupt
-            died += outcome == "died"
+            if outcome == "died":
+                died += 1
+                on_death()
     return died
 
 

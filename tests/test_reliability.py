@@ -369,6 +369,10 @@ def test_a_trial_killed_under_one_thread_count_is_not_resumed_under_another(tmp_
     checkpoints = tmp_path / "ckpt"
     proc = start("optimize", str(spec), "--storage", url, "--no-progress", "--checkpoint-dir", str(checkpoints))
     victim = wait_for_running(name, url, older_than=1.5)
+    for _ in range(600):  # on a loaded machine the first epoch may take longer than the probe: wait for its checkpoint
+        if list(checkpoints.glob("*.pt")):
+            break
+        time.sleep(0.1)
     proc.kill()
     proc.wait()
     assert list(checkpoints.glob("*.pt")), "the killed trial must have left a checkpoint"
