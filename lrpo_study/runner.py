@@ -156,9 +156,10 @@ def create_study(spec: StudySpec, *, storage: str | optuna.storages.BaseStorage)
     if spec.loop is None:
         raise ValueError(f"{spec.path}: a study trained by your own objective names its loop, [task] loop = "
                          "'package.module:function' (confirm re-runs it), got none")
-    prepare_study(spec, open_storage(storage) if isinstance(storage, str) else storage)
+    opened = open_storage(storage) if isinstance(storage, str) else storage
+    prepare_study(spec, opened)
     return optuna.load_study(
-        study_name=spec.name, storage=open_storage(storage) if isinstance(storage, str) else storage,
+        study_name=spec.name, storage=opened,
         sampler=make_sampler(spec.sampler, spec.seed, parallel=False),
         pruner=optuna_pruner(spec.pruning) if len(spec.objectives) == 1 else None,
     )
