@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.4.0"
+from ._version import __version__
 
 _EXPORTS = {
     "SCHEDULES": ".schedules", "MetricSchedule": ".schedules", "Schedule": ".schedules", "StepSchedule": ".schedules",
-    "make_schedule": ".schedules", "load_schedule": ".settings", "load_settings": ".settings",
-    "validate_settings": ".settings", "Task": ".tasks", "load_task": ".tasks", "TrialRun": ".trial_run",
-    "TrialRunError": ".trial_run", "load_spec": ".config", "parse_spec": ".config", "create_study": ".runner",
+    "make_schedule": ".schedules", "load_schedule": ".integrations.settings", "load_settings": ".integrations.settings",
+    "validate_settings": ".integrations.settings", "Task": ".tasks", "load_task": ".tasks", "TrialRun": ".study.trial_run",
+    "TrialRunError": ".study.trial_run", "load_spec": ".study.spec", "parse_spec": ".study.spec",
+    "create_study": ".study.runner",
 }
 
 __all__ = [
@@ -25,12 +26,18 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .config import load_spec, parse_spec
-    from .runner import create_study
-    from .schedules import SCHEDULES, MetricSchedule, Schedule, StepSchedule, make_schedule
-    from .settings import load_schedule, load_settings, validate_settings
-    from .tasks import Task, load_task
-    from .trial_run import TrialRun, TrialRunError
+    from lrpo_study.integrations.settings import load_schedule, load_settings, validate_settings
+    from lrpo_study.schedules import (
+        SCHEDULES,
+        MetricSchedule,
+        Schedule,
+        StepSchedule,
+        make_schedule,
+    )
+    from lrpo_study.study.runner import create_study
+    from lrpo_study.study.spec import load_spec, parse_spec
+    from lrpo_study.study.trial_run import TrialRun, TrialRunError
+    from lrpo_study.tasks import Task, load_task
 
 
 def __getattr__(name: str) -> Any:

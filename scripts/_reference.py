@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
-from lrpo_study.data import MEAN, STD, resolve_root
+from lrpo_study.tasks.data import MEAN, STD, resolve_root
 
 SAMPLES, BATCH = 20000, 1024
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lrpo_study.train import resolve_device
+from lrpo_study.training.loop import resolve_device
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import optuna
 
-from lrpo_study.config import load_spec
-from lrpo_study.record import QUALITY_METRICS
-from lrpo_study.runner import RunOptions, run_study
+from lrpo_study.study.runner import RunOptions, run_study
+from lrpo_study.study.spec import load_spec
+from lrpo_study.views.record import QUALITY_METRICS
 
 
 def main() -> None:

@@ -6,7 +6,7 @@
 
 All numbers come from this run on this machine: the reference style
 (torchvision ToTensor + Normalize per sample, DataLoader, batch 1024, the
-paper MLP with torch's Dropout), our loop (``lrpo_study.train``, fixed lr,
+paper MLP with torch's Dropout), our loop (``lrpo_study.training.loop``, fixed lr,
 same model, data and batch size), and the FLOP bound
 6 · parameters · samples / (matmul FLOP/s, the best of the model's own layer
 shapes and a large square matmul). A shared 2-core machine's speed drifts by
@@ -40,10 +40,10 @@ import torch
 from _reference import BATCH, SAMPLES, reference_loader, reference_mlp, reference_train, sync
 from torch.utils.data import DataLoader
 
-from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import Task, load_task
 from lrpo_study.tasks.fashion_mnist import count_parameters
-from lrpo_study.train import resolve_device, train
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import resolve_device, train
 
 
 def matmul_flops(device: torch.device, shapes: tuple[tuple[int, int, int], ...] = ((BATCH, 784, 256),)) -> float:

@@ -22,8 +22,8 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from lrpo_study.config import load_spec
-from lrpo_study.runner import RunOptions, run_study
+from lrpo_study.study.runner import RunOptions, run_study
+from lrpo_study.study.spec import load_spec
 
 
 def front(study: optuna.Study) -> np.ndarray:

@@ -26,10 +26,10 @@ import torch
 from _reference import reference_loader, reference_train
 from optuna.trial import TrialState
 
-from lrpo_study.config import load_spec
-from lrpo_study.runner import RunOptions, run_study
 from lrpo_study.schedules import faithful_alpha
-from lrpo_study.train import resolve_device
+from lrpo_study.study.runner import RunOptions, run_study
+from lrpo_study.study.spec import load_spec
+from lrpo_study.training.loop import resolve_device
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from lrpo_study.trial_view import publish
+from lrpo_study.views.trial import publish
 
 
 def main() -> None:

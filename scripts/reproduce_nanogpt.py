@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from _reproduction import parse
 
-from lrpo_study.hyperparameters import resolve
-from lrpo_study.objective import REFERENCES
+from lrpo_study.study.objective import REFERENCES
 from lrpo_study.tasks import load_task
-from lrpo_study.train import train
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import train
 
 NANOGPT_VAL_LOSS = 1.88
 # nanoGPT's split and a long validation; the model and the recipe are the nanogpt reference of the study files.

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from _reproduction import parse
 
-from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import load_task
-from lrpo_study.train import train
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import train
 
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "fixed-LR baseline": ("fixed", {"lr": 0.05, "epochs": 100}),

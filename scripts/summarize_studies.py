@@ -22,8 +22,8 @@ import statistics
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from lrpo_study import record
-from lrpo_study.storage import open_storage
+from lrpo_study.study.storage import open_storage
+from lrpo_study.views import record
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from lrpo_study.data import Split, load_split
 from lrpo_study.tasks import Task, load_task
+from lrpo_study.tasks.data import Split, load_split
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LRPO_DATA_DIR") or REPO.parent / "shared" / "data")

@@ -14,13 +14,13 @@ import torch
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from lrpo_study.cache import TrajectoryCache
-from lrpo_study.config import load_spec
-from lrpo_study.hyperparameters import resolve
-from lrpo_study.objective import Objective
-from lrpo_study.storage import open_storage
+from lrpo_study.study.objective import Objective
+from lrpo_study.study.spec import load_spec
+from lrpo_study.study.storage import open_storage
 from lrpo_study.tasks import Task
-from lrpo_study.train import TrainResult, train
+from lrpo_study.training.cache import TrajectoryCache
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import TrainResult, train
 
 from .conftest import REPO, run_cli, write_study, write_task_study
 
@@ -225,7 +225,7 @@ def test_an_edited_model_or_loss_never_meets_the_old_ones_cached_epochs(tmp_path
 
 
 def test_an_edited_model_never_resumes_the_old_ones_checkpoint(tmp_path: Path) -> None:
-    from lrpo_study.checkpoints import CheckpointStore
+    from lrpo_study.training.checkpoints import CheckpointStore
 
     from .user_task import classification
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lrpo_study.hyperparameters import METHODS
+from lrpo_study.training.hyperparameters import METHODS
 
 from .conftest import assert_one_line_error, cli
 

@@ -15,7 +15,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
-from lrpo_study.storage import open_storage
+from lrpo_study.study.storage import open_storage
 
 from .conftest import chromium, cli, dashboard_server
 

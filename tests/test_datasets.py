@@ -14,8 +14,8 @@ import optuna
 import pytest
 import torch
 
-from lrpo_study.hyperparameters import resolve
-from lrpo_study.train import train
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import train
 
 from .conftest import REPO, assert_one_line_error, cli
 from .user_task import augmented_squares

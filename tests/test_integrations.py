@@ -24,8 +24,8 @@ import torch.nn.functional as F
 import transformers
 
 import lrpo_study
-from lrpo_study.hyperparameters import resolve
-from lrpo_study.settings import PROVENANCE_KEYS, SCHEMA_VERSION
+from lrpo_study.integrations.settings import PROVENANCE_KEYS, SCHEMA_VERSION
+from lrpo_study.training.hyperparameters import resolve
 
 from .conftest import DATA_DIR, REPO
 

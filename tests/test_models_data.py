@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrpo_study.data import load_split
 from lrpo_study.errors import UserError
+from lrpo_study.tasks.data import load_split
 from lrpo_study.tasks.fashion_mnist import (
     Dropout,
     bernoulli_keep_mask,

@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lrpo_study.storage import open_storage
+from lrpo_study.study.storage import open_storage
 
 from .conftest import REPO, assert_one_line_error, run_cli, write_study, write_task_study
 
@@ -197,7 +197,7 @@ def test_progress_in_a_log_is_a_line_per_finished_trial(tmp_path: Path) -> None:
 
 
 def test_workers_are_spread_over_the_gpus_torch_sees() -> None:
-    from lrpo_study.devices import parse_devices, worker_devices
+    from lrpo_study.training.devices import parse_devices, worker_devices
 
     spread = worker_devices(device="auto", devices=None, workers=4, trials_per_gpu=2, visible=2)
     assert spread == ["cuda:0", "cuda:1", "cuda:0", "cuda:1"]  # worker i on GPU i mod K

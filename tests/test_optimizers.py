@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from lrpo_study.hyperparameters import resolve
-from lrpo_study.optimizers import build_optimizer
 from lrpo_study.tasks import Task
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.optimizers import build_optimizer
 
 
 @pytest.mark.parametrize("given", [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from lrpo_study.config import PruningSpec
-from lrpo_study.pruning import QuantileRule
+from lrpo_study.study.pruning import QuantileRule
+from lrpo_study.study.spec import PruningSpec
 
 
 def finished(study: optuna.Study, *, planned: int, accs: list[float], seconds: float = 1.0) -> None:

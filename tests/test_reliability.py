@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from lrpo_study.storage import open_storage
+from lrpo_study.study.storage import open_storage
 
 from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
 
@@ -217,8 +217,8 @@ def test_a_changed_study_file_is_refused_on_resume_naming_what_changed(tmp_path:
 SWALLOWED = r"""
 import os, signal, sys
 from lrpo_study import interrupts
-from lrpo_study.hyperparameters import resolve
-from lrpo_study.train import train
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import train
 from tests.user_task import classification
 
 interrupts.install()

@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from lrpo_study.settings import load_schedule, load_settings
+from lrpo_study.integrations.settings import load_schedule, load_settings
 
 from .conftest import (
     REPO,

@@ -12,15 +12,15 @@ import optuna
 import pytest
 import torch
 
-from lrpo_study import record
-from lrpo_study.cache import TrajectoryCache
-from lrpo_study.config import load_spec
-from lrpo_study.hyperparameters import resolve
-from lrpo_study.runner import prepare_study
 from lrpo_study.schedules import CosineLR
+from lrpo_study.study.runner import prepare_study
+from lrpo_study.study.spec import load_spec
+from lrpo_study.study.trial_run import suggest
 from lrpo_study.tasks import load_task, task_options
-from lrpo_study.train import train
-from lrpo_study.trial_run import suggest
+from lrpo_study.training.cache import TrajectoryCache
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import train
+from lrpo_study.views import record
 
 from .conftest import DATA_DIR, assert_one_line_error, cli
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from lrpo_study.config import load_spec
+from lrpo_study.study.spec import load_spec
 
 from .conftest import REPO, assert_one_line_error, cli
 
 GOOD = '[study]\nname = "bad"\nmethod = "fixed"\nn_trials = 1\n\n[fixed]\nepochs = 2\n\n[search]\nlr = { type = "float", low = 0.01, high = 0.1 }\n'
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.toml")) + [REPO / "lrpo_study" / "default_study.toml"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.toml")) + [REPO / "lrpo_study" / "cli" / "default_study.toml"], ids=lambda p: p.name)
 def test_shipped_study_files_are_valid(path: Path) -> None:
     spec = load_spec(path)
     assert spec.search and spec.n_trials >= 1

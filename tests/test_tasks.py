@@ -12,9 +12,9 @@ from optuna.trial import TrialState
 
 from lrpo_study import Task, load_task
 from lrpo_study.errors import UserError
-from lrpo_study.hyperparameters import resolve
 from lrpo_study.tasks import data_fingerprint
-from lrpo_study.train import train
+from lrpo_study.training.hyperparameters import resolve
+from lrpo_study.training.loop import train
 
 from .conftest import cli, write_task_study
 

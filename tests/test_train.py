@@ -7,9 +7,9 @@ import io
 import pytest
 import torch
 
-from lrpo_study.hyperparameters import METHODS, resolve
 from lrpo_study.tasks import Task
-from lrpo_study.train import train
+from lrpo_study.training.hyperparameters import METHODS, resolve
+from lrpo_study.training.loop import train
 
 METHOD_SETTINGS = {
     "fixed": {},
@@ -74,9 +74,9 @@ def test_lrpo_records_the_alpha_it_used(small_task: Task) -> None:
 
 
 def test_several_param_groups_keep_their_ratio(small_task: Task) -> None:
-    from lrpo_study.hyperparameters import TRAIN_PARAMS
     from lrpo_study.schedules import make_schedule
     from lrpo_study.tasks.fashion_mnist import build_model
+    from lrpo_study.training.hyperparameters import TRAIN_PARAMS
 
     model = build_model("mlp")
     params = list(model.parameters())

@@ -19,9 +19,9 @@ from optuna_dashboard import get_note
 
 import lrpo_study
 from lrpo_study import TrialRun
-from lrpo_study.objective import Objective
-from lrpo_study.storage import open_storage
-from lrpo_study.train import train
+from lrpo_study.study.objective import Objective
+from lrpo_study.study.storage import open_storage
+from lrpo_study.training.loop import train
 
 from . import user_loops
 from .conftest import REPO, assert_one_line_error, cli, run_cli

@@ -2,7 +2,7 @@
 
 - ``retrying.RetryingStorage`` implements ``BaseHeartbeat`` (``optuna.storages._heartbeat``) and its
   ``_get_stale_trial_ids``, which Optuna's public ``fail_stale_trials`` calls on the study's storage.
-- ``trial_view.renote`` addresses a finished trial's dashboard note as ``optuna.Trial(study, frozen._trial_id)``.
+- ``views.trial.renote`` addresses a finished trial's dashboard note as ``optuna.Trial(study, frozen._trial_id)``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from lrpo_study.retrying import RetryingStorage
+from lrpo_study.study.retrying import RetryingStorage
 
 
 def test_fail_stale_trials_asks_our_heartbeat_which_trials_are_stale(tmp_path: Path) -> None:

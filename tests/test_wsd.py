@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers.optimization import get_wsd_schedule
 
-from lrpo_study.hyperparameters import TRAIN_PARAMS, resolve
 from lrpo_study.schedules import make_schedule, wsd_lr
+from lrpo_study.training.hyperparameters import TRAIN_PARAMS, resolve
 
 
 def groups(optimizer: str) -> torch.optim.Optimizer:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lrpo_study import TrialRun
-from lrpo_study.data import load_split
+from lrpo_study.tasks.data import load_split
 
 DATA_DIR = Path(os.environ.get("LRPO_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
 LABEL_SMOOTHING = 0.5

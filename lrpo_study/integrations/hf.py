@@ -31,8 +31,8 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from ..schedules import CurvatureLR, MetricSchedule, Schedule, ScheduleHooks
-from ..trial_run import TrialRun, TrialRunError
+from lrpo_study.schedules import CurvatureLR, MetricSchedule, Schedule, ScheduleHooks
+from lrpo_study.study.trial_run import TrialRun, TrialRunError
 
 __all__ = ["ScheduleCallback", "TrialCallback"]
 

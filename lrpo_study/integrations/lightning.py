@@ -22,8 +22,8 @@ import optuna
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from ..schedules import Schedule, ScheduleHooks
-from ..trial_run import TrialRun, TrialRunError
+from lrpo_study.schedules import Schedule, ScheduleHooks
+from lrpo_study.study.trial_run import TrialRun, TrialRunError
 
 __all__ = ["ScheduleCallback", "TrialCallback", "lr_scheduler_config"]
 

@@ -16,7 +16,8 @@ from typing import Any, SupportsFloat
 
 import torch
 
-from ..errors import UserError
+from lrpo_study.errors import UserError
+
 from ._base import StepSchedule
 from ._params import Param
 

@@ -8,7 +8,7 @@ group's base lr). α is decided at the end of epoch P-1 by the ``variant``:
   r = (loss[-3] − loss[-1]) / 3; α = min(2, 1 + 10·r) if r > 0 else 0.8,
   clamped to [0.5, 2] (loss[-3] is the epoch-8 loss of a 10-epoch pretrain).
 - ``predicted``: a predictor trained on probes of this same run decides α in
-  [alpha_min, alpha_max] (see ``lrpo_study.predictor``). Needs ``probe``.
+  [alpha_min, alpha_max] (see ``lrpo_study.schedules._predictor``). Needs ``probe``.
 - ``manual``: α is given.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import torch
 
-from .. import predictor
+from . import _predictor as predictor
 from ._base import MetricSchedule
 from ._params import Param
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
-from ..schedules import Param, validate_params
+from lrpo_study.errors import UserError
+from lrpo_study.schedules import Param, validate_params
+
 from . import fashion_mnist, shakespeare, shakespeare_gpt2
 from ._batches import Batch, batch_len, collate, loader, to_device
 from ._identity import model_identity

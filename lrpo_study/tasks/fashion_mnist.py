@@ -1,5 +1,5 @@
 """Built-in task ``fashion-mnist``: the paper's MLP (exactly 245,290 parameters) or a small CNN
-on a seeded split of Fashion-MNIST (see ``lrpo_study.data``)."""
+on a seeded split of Fashion-MNIST (see ``lrpo_study.tasks.data``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..data import MEAN, SPLITS, STD, load_split
-from ..schedules import Param
+from lrpo_study.schedules import Param
+
 from ._task import Task
+from .data import MEAN, SPLITS, STD, load_split
 
 
 def bernoulli_keep_mask(shape: torch.Size, p: float) -> torch.Tensor:

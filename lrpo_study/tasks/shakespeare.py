@@ -39,10 +39,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..data import resolve_root
-from ..errors import UserError
-from ..schedules import Param
+from lrpo_study.errors import UserError
+from lrpo_study.schedules import Param
+
 from ._task import Task
+from .data import resolve_root
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SIZE = 1_115_394

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..errors import UserError
-from ..schedules import Param
+from lrpo_study.errors import UserError
+from lrpo_study.schedules import Param
+
 from ._task import Task
 from .shakespeare import DEFAULTS, MD5, _spaced, split_ids, windows
 from .shakespeare import OPTIONS as OPTIONS_CHAR

@@ -1,6 +1,6 @@
 """The trial record: every user_attrs key lrpo_study writes, named once, read back through here.
 
-The objective writes a trial's record; export, confirm, report, the pruning
+``study.trial_run.TrialRun`` writes a trial's record; export, confirm, report, the pruning
 rule and liveness read it. Keys are module constants so that no reader spells
 a string of its own; ``TrialRecord`` is the typed view of a finished trial.
 """
@@ -30,7 +30,7 @@ VERSION = "lrpo_study_version"
 HOST = "host"
 PID = "pid"
 THREADS = "threads"
-REFERENCE = "reference"  # enqueued reference trials: a key of objective.REFERENCES
+REFERENCE = "reference"  # enqueued reference trials: a key of study.objective.REFERENCES
 RETRIED_FROM = "retried_from"  # a retried trial: the number of the trial it replaces
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 STEPS_PER_EPOCH = "steps_per_epoch"  # optimizer steps in each epoch (a step schedule's length in steps)
@@ -90,7 +90,7 @@ class TrialRecord:
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialRecord:
         a = trial.user_attrs
-        from .hyperparameters import resolve  # noqa: PLC0415  (torch-side; record is read by optuna-side code)
+        from lrpo_study.training.hyperparameters import resolve  # noqa: PLC0415  (torch-side; record is read by optuna-side code)
 
         # Hyperparameters added since the trial ran (grad_clip, cosine's warmup_steps) get their defaults,
         # which are what the trial used.

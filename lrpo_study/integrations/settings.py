@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from .hyperparameters import METHODS, TRAIN_PARAMS, expected_keys, resolve
-from .schedules import NEEDS_TOTAL_STEPS, Schedule, make_schedule
+from lrpo_study.schedules import NEEDS_TOTAL_STEPS, Schedule, make_schedule
+from lrpo_study.training.hyperparameters import METHODS, TRAIN_PARAMS, expected_keys, resolve
 
 SCHEMA_VERSION = 3
 SETTINGS_KEYS = {"method", "hyperparameters", "objectives", "provenance"}

@@ -31,7 +31,7 @@ from optuna.storages._heartbeat import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from .errors import UserError, exception_chain
+from lrpo_study.errors import UserError, exception_chain
 
 
 class StorageUnavailable(UserError):

@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from . import interrupts
+from lrpo_study import interrupts
 
 __all__ = ["GRACE_S", "run_workers"]
 

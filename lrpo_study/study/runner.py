@@ -20,17 +20,19 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from . import interrupts, record
-from .cache import TrajectoryCache
-from .checkpoints import CheckpointStore, beside_storage
-from .config import StudySpec, check_corners, check_objectives
-from .errors import UserError
+from lrpo_study import interrupts
+from lrpo_study.errors import UserError
+from lrpo_study.tasks import BUILTIN_TASKS, Task, load_loop, load_task
+from lrpo_study.training.cache import TrajectoryCache
+from lrpo_study.training.checkpoints import CheckpointStore, beside_storage
+from lrpo_study.training.loop import resolve_device
+from lrpo_study.views import record
+
 from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, LoopObjective, Objective, reference_params
 from .pruning import optuna_pruner
+from .spec import StudySpec, check_corners, check_objectives
 from .storage import mask_url, open_storage
-from .tasks import BUILTIN_TASKS, Task, load_loop, load_task
-from .train import resolve_device
 from .workers import run_workers
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -17,7 +17,7 @@ import platform
 import optuna
 from optuna.trial import TrialState
 
-from . import record
+from lrpo_study.views import record
 
 
 def process_alive(pid: int) -> bool:

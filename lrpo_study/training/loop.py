@@ -12,7 +12,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from . import interrupts
+from lrpo_study import interrupts
+from lrpo_study.errors import UserError
+from lrpo_study.schedules import SCHEDULES, Schedule, make_schedule
+from lrpo_study.tasks import Batch, Task, batch_len, collate, loader, model_identity, to_device
+
 from .cache import (
     TrajectoryCache,
     cache_context,
@@ -22,12 +26,9 @@ from .cache import (
     step_plan,
     trajectory_key,
 )
-from .errors import UserError
 from .hyperparameters import TRAIN_PARAMS
 from .loop_state import LoopState
 from .optimizers import build_optimizer
-from .schedules import SCHEDULES, Schedule, make_schedule
-from .tasks import Batch, Task, batch_len, collate, loader, model_identity, to_device
 
 CURVES = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -210,7 +211,7 @@ def train(
     resume: Mapping[str, Any] | None = None, cache: TrajectoryCache | None = None, score_test: bool = False,
 ) -> TrainResult:
     """Train ``task``'s model with ``method``'s schedule; ``hyperparameters`` must be resolved
-    (see ``lrpo_study.hyperparameters.resolve``).
+    (see ``lrpo_study.training.hyperparameters.resolve``).
 
     Hooks run after each batch (``on_step(global_step, loss)``) and each epoch
     (``on_epoch(metrics)``); an exception raised by a hook stops training.
@@ -218,7 +219,7 @@ def train(
     continue identically; ``resume=state`` continues from such a state. With
     ``cache``, schedules whose lr is constant per epoch or a function of the step
     start from the longest cached prefix of their trajectory and store the epochs
-    they compute (``lrpo_study.cache``). ``score_test`` scores the final model on ``task.test``
+    they compute (``lrpo_study.training.cache``). ``score_test`` scores the final model on ``task.test``
     (``extras["test_loss"]``, ``["test_accuracy"]``): only ``confirm`` and ``run --test`` ask, so
     no study ever sees the test data.
     """

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schedules.wsd import decay_steps_of
+from lrpo_study.schedules.wsd import decay_steps_of
 
 # transformers' GreedyLR resets on the first decrease at min_lr when reset_start is 0; ours
 # never resets then. Decreases at min_lr are counted one per step, so 2**31 - 1 is never in practice.

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .schedules import Schedule
+from lrpo_study.schedules import Schedule
 
 
 @dataclass

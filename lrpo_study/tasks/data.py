@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
+from lrpo_study.errors import UserError
 
 MEAN, STD = 0.2860, 0.3530
 SPLITS = ("paper", "holdout")

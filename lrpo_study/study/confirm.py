@@ -20,13 +20,14 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from . import record
-from .config import StudySpec
-from .errors import UserError
-from .tasks import load_loop, load_task
-from .train import resolve_device, train
+from lrpo_study.errors import UserError
+from lrpo_study.tasks import load_loop, load_task
+from lrpo_study.training.loop import resolve_device, train
+from lrpo_study.views import record
+from lrpo_study.views.trial import renote
+
+from .spec import StudySpec
 from .trial_run import TrialRun, TrialRunError
-from .trial_view import renote
 
 
 @dataclass(frozen=True)

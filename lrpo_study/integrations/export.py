@@ -1,4 +1,4 @@
-"""Best / Pareto trials of a study → settings JSON (see ``lrpo_study.settings`` for the format)."""
+"""Best / Pareto trials of a study → settings JSON (see ``lrpo_study.integrations.settings`` for the format)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from . import record
-from .errors import UserError
+from lrpo_study.errors import UserError
+from lrpo_study.study.storage import mask_url
+from lrpo_study.views import record
+
 from .export_hf import training_arguments
 from .settings import SCHEMA_VERSION, validate_settings
-from .storage import mask_url
 
 
 def trial_settings(study: optuna.Study, trial: FrozenTrial, storage_url: str) -> dict[str, Any]:

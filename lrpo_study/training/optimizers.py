@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .schedules import Param
+from lrpo_study.schedules import Param
 
 OPTIMIZERS = ("sgd", "adamw")
 OPTIMIZER_PARAMS: dict[str, Param] = {

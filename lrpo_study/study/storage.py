@@ -7,7 +7,7 @@
 RDB storages get Optuna's heartbeat: a trial whose worker stops beating for
 ``grace_period`` seconds is failed and re-queued
 (``RetryHeartbeatStaleTrialCallback``) by the next worker that starts a trial;
-database servers' storages also ride out an outage (``lrpo_study.retrying``).
+database servers' storages also ride out an outage (``lrpo_study.study.retrying``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import optuna
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
-from .errors import UserError
+from lrpo_study.errors import UserError
+
 from .retrying import RetryingStorage
 
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")

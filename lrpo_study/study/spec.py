@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import UserError
-from .hyperparameters import METHODS, method_params, resolve, with_defaults
-from .names import SAMPLERS
-from .tasks import BUILTIN_TASKS, DEFAULT_TASK, task_options
+from lrpo_study.errors import UserError
+from lrpo_study.names import SAMPLERS
+from lrpo_study.tasks import BUILTIN_TASKS, DEFAULT_TASK, task_options
+from lrpo_study.training.hyperparameters import METHODS, method_params, resolve, with_defaults
 
 Direction = Literal["maximize", "minimize"]
 OBJECTIVES: dict[str, Direction] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import UserError
+from lrpo_study.errors import UserError
 
 
 def parse_devices(text: str) -> list[int]:

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from . import record
-from .config import PruningSpec
+from lrpo_study.views import record
+
+from .spec import PruningSpec
 
 
 def optuna_pruner(spec: PruningSpec) -> optuna.pruners.BasePruner:

@@ -17,7 +17,7 @@
     study.optimize(objective, n_trials=spec.n_trials)
 
 The run suggests the method's hyperparameters from the spec's search space, writes the trial
-record (``record.py``: the same keys as the built-in loop's trials), asks the study's early-stopping
+record (``views/record.py``: the same keys as the built-in loop's trials), asks the study's early-stopping
 rule after every epoch, and publishes the trial's figure and note. It is the one writer of the trial
 record: the built-in loop's objective goes through it too.
 """
@@ -35,13 +35,15 @@ from typing import Any, NoReturn
 import optuna
 import torch
 
-from . import __version__, record
-from .config import StudySpec
-from .hyperparameters import TRAIN_PARAMS, resolve, with_defaults
-from .optimizers import build_optimizer
+from lrpo_study._version import __version__
+from lrpo_study.schedules import NEEDS_TOTAL_STEPS, SCHEDULES, Schedule, make_schedule
+from lrpo_study.training.hyperparameters import TRAIN_PARAMS, resolve, with_defaults
+from lrpo_study.training.optimizers import build_optimizer
+from lrpo_study.views import record
+from lrpo_study.views.trial import publish
+
 from .pruning import QuantileRule
-from .schedules import NEEDS_TOTAL_STEPS, SCHEDULES, Schedule, make_schedule
-from .trial_view import publish
+from .spec import StudySpec
 
 __all__ = ["TrialRun", "TrialRunError", "suggest"]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .names import METHODS
+from lrpo_study.names import METHODS
+from lrpo_study.schedules import SCHEDULES, Param, validate_params
+
 from .optimizers import OPTIMIZER_PARAMS, check_optimizer, irrelevant_keys
-from .schedules import SCHEDULES, Param, validate_params
 
 if tuple(SCHEDULES) != METHODS:  # the command line offers METHODS without importing the schedules
     raise ImportError(f"lrpo_study.names.METHODS {METHODS} differs from the schedules {tuple(SCHEDULES)}")

@@ -34,11 +34,13 @@ from typing import Any
 
 import torch
 
+from lrpo_study._version import __version__
+from lrpo_study.schedules import make_schedule
+from lrpo_study.tasks import Task
+
 from .checkpoints import CheckpointStore
 from .loop_state import LoopState
 from .optimizers import OPTIMIZER_PARAMS
-from .schedules import make_schedule
-from .tasks import Task
 
 # Besides the lr history, what decides a trajectory: the optimizer's settings and the batch size.
 TRAJECTORY_HYPERPARAMETERS = (*OPTIMIZER_PARAMS, "batch_size", "grad_clip")
@@ -55,8 +57,6 @@ def cache_context(
     task: Task, *, seed: int, device: torch.device, hp: Mapping[str, Any], model: str,
 ) -> dict[str, Any]:
     """Everything besides the lr history that decides the trajectory (``model``: ``model_identity``)."""
-    from . import __version__  # noqa: PLC0415  (the package imports this module)
-
     return {
         "task": task.name, "task_options": dict(task.options), "data": task.fingerprint, "model": model, "seed": seed,
         "device": _device_kind(device), "torch": torch.__version__, "lrpo_study": __version__,

@@ -9,14 +9,16 @@ from typing import Any
 import optuna
 import torch
 
-from . import __version__, record
-from .cache import TrajectoryCache
-from .checkpoints import CheckpointStore, checkpoint_key
-from .config import StudySpec
-from .errors import UserError
-from .hyperparameters import resolve, with_defaults
-from .tasks import BUILTIN_TASKS, Task, task_options
-from .train import Diverged, EpochMetrics, curve_names, train
+from lrpo_study._version import __version__
+from lrpo_study.errors import UserError
+from lrpo_study.tasks import BUILTIN_TASKS, Task, task_options
+from lrpo_study.training.cache import TrajectoryCache
+from lrpo_study.training.checkpoints import CheckpointStore, checkpoint_key
+from lrpo_study.training.hyperparameters import resolve, with_defaults
+from lrpo_study.training.loop import Diverged, EpochMetrics, curve_names, train
+from lrpo_study.views import record
+
+from .spec import StudySpec
 from .trial_run import TrialRun, TrialRunError
 
 

@@ -1,0 +1,76 @@
+"""What several commands share: the one-line argument errors, ``key=value`` flags, the storage and data flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from lrpo_study.errors import UserError
+
+DEFAULT_STORAGE = "sqlite:///lrpo_study.db"  # runner.DEFAULT_STORAGE; not imported here, to keep start-up fast
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one line (the CLI prints it, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("lrpo_study").strip()  # the CLI's own prefix is printed once
+        raise UserError(f"{command}: {message}" if command else message)
+
+
+def parse_set(items: Sequence[str], *, flag: str = "--set") -> dict[str, Any]:
+    """``key=value`` pairs; values are JSON scalars (1, 0.5, true, null) or plain strings."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{flag} takes key=value, got {item!r}")
+        if key in values:
+            raise UserError(f"{flag} {key} given twice")
+        try:
+            value = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            value = text
+        if isinstance(value, (list, dict)):
+            raise UserError(f"{flag} {key} takes a single value, got {text!r}")
+        values[key] = value
+    return values
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding FashionMNIST/raw (default: $LRPO_DATA_DIR, else download)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto picks CUDA when present")
+
+
+def seed(text: str) -> int:
+    """A seed every library takes (numpy's and Optuna's samplers need [0, 2**32))."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
+    return value
+
+
+def load_study(storage_url: str, name: str) -> Any:
+    import optuna
+
+    from lrpo_study.study.storage import open_storage
+
+    storage = open_storage(storage_url)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = optuna.get_all_study_names(storage)
+        raise UserError(f"no study {name!r} in the storage; it has: {', '.join(names) or 'none'}") from None
+
+
+def beside(storage: str, suffix: str) -> str | None:
+    """The folder a sqlite or journal file keeps beside it (``lrpo_study.db`` → ``lrpo_study.db.cache``)."""
+    from lrpo_study.training.checkpoints import beside_storage
+
+    path = beside_storage(storage, suffix)
+    return None if path is None else str(path)

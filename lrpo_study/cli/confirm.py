@@ -1,0 +1,59 @@
+"""``confirm``: re-train a study's Pareto (or chosen) trials with fresh seeds and score them on the test data."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lrpo_study.errors import UserError
+
+from ._common import DEFAULT_STORAGE, add_data_args, load_study
+
+
+def register(sub: Any) -> None:
+    con = sub.add_parser("confirm", help="re-train Pareto trials with fresh seeds; score on the untouched test set")
+    con.add_argument("--storage", default=DEFAULT_STORAGE)
+    con.add_argument("--study", action="append", default=[], help="study name (repeatable; default: every lrpo_study study)")
+    con.add_argument("--seeds", default="42,43,44", help="comma-separated seeds (default %(default)s)")
+    con.add_argument("--best", type=int, metavar="N", help="the N best trials on the first objective instead of the Pareto trials")
+    con.add_argument("--trial", type=int, action="append", default=[], metavar="N",
+                     help="exactly this trial (repeatable; needs one --study)")
+    add_data_args(con)
+    con.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    import optuna
+
+    from lrpo_study.study.confirm import confirm_study, confirmation_table
+    from lrpo_study.study.storage import mask_url, open_storage
+    from lrpo_study.tasks.data import resolve_root
+    from lrpo_study.training.loop import resolve_device
+    from lrpo_study.views import record
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+    if args.best is not None and args.best < 1:
+        raise UserError(f"--best must be >= 1, got {args.best}")
+    if args.trial and (len(args.study) != 1 or args.best is not None):
+        raise UserError(f"--trial needs exactly one --study and no --best, got --study {args.study} --best {args.best}")
+    resolve_root(args.data_dir)
+    resolve_device(args.device)
+    storage = open_storage(args.storage)
+    names = args.study or optuna.get_all_study_names(storage)
+    studies = [load_study(args.storage, name) for name in names]
+    studies = [s for s in studies if record.SPEC in s.user_attrs and s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]
+    if not studies:
+        raise UserError(f"no lrpo_study study with complete trials in {mask_url(args.storage)}")
+    results = []
+    for study in studies:
+        task, options = record.stored_task(study.user_attrs[record.SPEC])
+        if not args.study and task == "fashion-mnist" and options.get("split") == "paper":
+            print(f"{study.study_name}: skipped (split 'paper' has no untouched test set)")
+            continue
+        results += confirm_study(study, seeds=seeds, top=args.best, device_name=args.device, data_dir=args.data_dir,
+                                 numbers=args.trial)
+    print(confirmation_table(results))
+    return 0

@@ -1,0 +1,122 @@
+"""``run``: train once with one schedule (or exported settings) and print the curves."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from lrpo_study.errors import UserError
+from lrpo_study.names import METHODS
+
+from ._common import add_data_args, parse_set, seed
+
+
+def register(sub: Any) -> None:
+    run = sub.add_parser("run", help="train once with one schedule and print the curves")
+    run.add_argument("--method", choices=METHODS, help="the schedule (or take it from --settings)")
+    run.add_argument("--settings", metavar="SETTINGS.json", help="re-run exported settings (method + every hyperparameter)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyperparameter (repeatable)")
+    run.add_argument("--task", default="fashion-mnist", help="a built-in task or package.module:factory (default %(default)s)")
+    run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="a task option (repeatable)")
+    run.add_argument("--epochs", type=int, help="epochs (default 16; for lrpo split like the paper's 10+1+5)")
+    run.add_argument("--seed", type=seed, default=42)
+    run.add_argument("--index", type=int, help="which trial of a --pareto settings file (0-based)")
+    for flag, kind, default, choices in (
+        ("--model", str, "mlp", ("mlp", "cnn")), ("--split", str, "holdout", ("paper", "holdout")),
+        ("--train-size", int, 20000, None), ("--val-size", int, 4000, None),
+    ):
+        run.add_argument(flag, type=kind, choices=choices,
+                         help=f"fashion-mnist option (default {default}); same as --task-option {flag[2:].replace('-', '_')}=...")
+    run.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    run.add_argument("--test", action="store_true", help="also score the final model on the task's test data (never done in studies)")
+    add_data_args(run)
+    run.set_defaults(handler=handle)
+
+
+def _method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    overrides = parse_set(args.set)
+    if args.settings is None:
+        if args.method is None:
+            raise UserError("run needs --method or --settings")
+        return args.method, overrides
+    if args.method is not None:
+        raise UserError("give --method or --settings, not both (the settings file names its method)")
+    from lrpo_study.integrations.settings import load_settings
+
+    try:
+        settings = load_settings(args.settings, index=args.index)
+    except ValueError as exc:
+        raise UserError(f"{args.settings}: {exc}") from None
+    values = dict(settings["hyperparameters"])
+    if args.epochs is not None or "epochs" in overrides:
+        values.pop("epochs")
+        if settings["method"] == "lrpo":  # a new epoch count re-splits the phases unless they are set
+            for phase in ("pretrain_epochs", "finetune_epochs"):
+                if phase not in overrides:
+                    values.pop(phase)
+    return settings["method"], {**values, **overrides}
+
+
+def _task_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = parse_set(args.task_option, flag="--task-option")
+    for flag in ("model", "split", "train_size", "val_size"):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if args.task != "fashion-mnist":
+            raise UserError(f"--{flag.replace('_', '-')} is a fashion-mnist option; for task {args.task!r} use --task-option KEY=VALUE")
+        if flag in options:
+            raise UserError(f"give {flag} once: --{flag.replace('_', '-')} or --task-option {flag}=...")
+        options[flag] = value
+    return options
+
+
+def handle(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from lrpo_study.tasks import load_task
+    from lrpo_study.training.hyperparameters import resolve, with_defaults
+    from lrpo_study.training.loop import Diverged, EpochMetrics, resolve_device, train
+
+    method, values = _method_and_values(args)
+    if args.epochs is not None:
+        if "epochs" in values:
+            raise UserError("give epochs once: --epochs or --set epochs=N")
+        values["epochs"] = args.epochs
+    device = resolve_device(args.device)
+    task = load_task(args.task, _task_options(args), data_dir=args.data_dir, seed=args.seed).to(device)
+    try:  # the task's recipe, under what was given
+        hp = resolve(method, with_defaults(method, values, task.defaults))
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    if args.test and task.test is None:
+        raise UserError(f"--test: task {args.task!r} with these options has no test data (the paper split has none)")
+
+    def table_row(m: EpochMetrics) -> None:
+        if m.epoch == 1:
+            tqdm.write(f"{'epoch':>5} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8} {'lr':>9} {'seconds':>8}")
+        accuracy = "-" if m.val_accuracy is None else f"{m.val_accuracy:.4f}"
+        tqdm.write(f"{m.epoch:>5} {m.train_loss:>10.4f} {m.val_loss:>9.4f} {accuracy:>8} {m.lr:>9.5f} {m.seconds:>8.3f}")
+
+    try:
+        result = train(
+            task=task, method=method, hyperparameters=hp, seed=args.seed, device=device,
+            on_epoch=() if args.json else (table_row,), progress=sys.stderr.isatty(),  # no bar in logs
+            score_test=args.test,
+        )
+    except Diverged as exc:
+        raise UserError(f"{method} {exc} (lr={hp['lr']:g}: try a lower lr)") from None
+    if args.json:
+        print(json.dumps(result.summary()))
+        return 0
+    accuracy = f"best val accuracy {result.best_val_accuracy:.4f} | " if task.has_accuracy else ""
+    print(
+        f"{accuracy}final val loss {result.final_val_loss:.4f} | "
+        f"epochs {result.epochs} | train seconds {result.train_seconds:.2f}"
+        + (f" | alpha {result.extras['alpha']:.4f}" if "alpha" in result.extras else "")
+        + "".join(f" | {name.replace('_', ' ')} {result.extras[name]:.4f}" for name in ("test_loss", "test_accuracy")
+                  if name in result.extras)
+    )
+    return 0
