@@ -3,5 +3,5 @@ so ``--help`` and a mistyped argument answer at once)."""
 
 from __future__ import annotations
 
-METHODS = ("fixed", "cosine", "onecycle", "lrpo", "greedylr", "curvature", "wsd")
+METHODS = ("fixed", "cosine", "onecycle", "lrpo", "greedylr", "curvature", "wsd", "pbt")
 SAMPLERS = ("tpe", "nsgaii", "random", "gp")

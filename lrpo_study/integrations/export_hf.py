@@ -20,6 +20,7 @@ _WHY_NOT = {
     "onecycle": "transformers has no one-cycle schedule",
     "lrpo": "transformers has no LRPO schedule",
     "curvature": "transformers has no curvature-adaptive schedule",
+    "pbt": "transformers has no piecewise-constant schedule (a PBT lineage)",
 }
 
 

@@ -23,6 +23,7 @@ from .fixed import FixedLR, fixed_lr
 from .greedy import GreedyLR
 from .lrpo import LRPO, faithful_alpha, lrpo_lr
 from .onecycle import OneCycleLR, onecycle_lr
+from .piecewise import PiecewiseLR, piecewise_lr
 from .wsd import WSDLR, wsd_lr
 
 # Annotation for any of our schedules: both kinds share ScheduleHooks and torch's protocol.
@@ -36,13 +37,14 @@ SCHEDULES: dict[str, type[Schedule]] = {
     "greedylr": GreedyLR,
     "curvature": CurvatureLR,
     "wsd": WSDLR,
+    "pbt": PiecewiseLR,  # the schedule population-based training discovers: one lr per generation
 }
-NEEDS_TOTAL_STEPS = ("cosine", "onecycle", "wsd")  # their lr at a step depends on the run's length in steps
+NEEDS_TOTAL_STEPS = ("cosine", "onecycle", "wsd", "pbt")  # their lr at a step depends on the run's length in steps (pbt: on its epochs' length)
 
 __all__ = [
     "NEEDS_TOTAL_STEPS", "SCHEDULES", "Interval", "MetricSchedule", "Monitor", "Param", "Schedule", "ScheduleHooks", "StepSchedule", "make_schedule", "validate_params",
-    "FixedLR", "CosineLR", "OneCycleLR", "LRPO", "GreedyLR", "CurvatureLR", "WSDLR",
-    "fixed_lr", "cosine_lr", "onecycle_lr", "lrpo_lr", "faithful_alpha", "wsd_lr",
+    "FixedLR", "CosineLR", "OneCycleLR", "LRPO", "GreedyLR", "CurvatureLR", "WSDLR", "PiecewiseLR",
+    "fixed_lr", "cosine_lr", "onecycle_lr", "lrpo_lr", "faithful_alpha", "wsd_lr", "piecewise_lr",
     "curvature_factor", "hutchinson_trace",
 ]
 
@@ -56,7 +58,7 @@ def make_schedule(
     ``PARAMS``) and ``epochs``; any other key is an error unless named in ``ignore`` (the training
     loop passes its whole record and ignores the training keys).
 
-    ``total_steps`` (batches in the whole run) is needed by cosine, onecycle and wsd,
+    ``total_steps`` (batches in the whole run) is needed by cosine, onecycle, wsd and pbt,
     ``params`` (the model's parameters) by curvature, ``probe`` by lrpo's
     ``predicted`` variant.
     """
@@ -70,7 +72,13 @@ def make_schedule(
     if method in NEEDS_TOTAL_STEPS:
         if total_steps is None:
             raise ValueError(f"{method} needs total_steps=epochs * batches_per_epoch")
-        kwargs["total_steps"] = total_steps
+        if method == "pbt":
+            epochs = hyperparameters.get("epochs")
+            if not isinstance(epochs, int) or epochs < 1 or total_steps % epochs:
+                raise ValueError(f"pbt needs epochs that divide total_steps={total_steps} (its pieces are epochs), got {epochs=}")
+            kwargs["steps_per_epoch"] = total_steps // epochs
+        else:
+            kwargs["total_steps"] = total_steps
     if method == "curvature":
         if params is None:
             raise ValueError("curvature needs params=model.parameters() to estimate tr(H)")

@@ -28,7 +28,8 @@ class Param:
     def describe(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
-        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}[self.kind.__name__]
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+                "list": "a non-empty list of numbers, each"}[self.kind.__name__]
         if self.low is None and self.high is None:
             return kind
         if self.high is None:
@@ -46,13 +47,17 @@ class Param:
         value = self._coerce(name, value)
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {name}={value!r}")
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
+        for number in value if isinstance(value, list) else [value]:
+            self._check_range(name, number, value)
         return value
+
+    def _check_range(self, name: str, number: Any, value: Any) -> None:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"{name} must be finite, got {name}={value!r}")
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
+        if self.high is not None and (number > self.high or (self.high_open and number == self.high)):
+            raise ValueError(f"{name} must be {self.describe()}, got {name}={value!r}")
 
     def _coerce(self, name: str, value: Any) -> Any:
         ok: bool
@@ -67,6 +72,14 @@ class Param:
                     value = float(value)
                 except OverflowError:
                     raise ValueError(f"{name} must be finite, got an integer of {len(str(value))} digits") from None
+        elif self.kind is list:  # of floats: JSON, TOML and Optuna's user_attrs give lists
+            ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            if ok:
+                try:
+                    value = [float(v) for v in value]
+                except OverflowError:
+                    raise ValueError(f"{name} must be finite, got an integer of over 300 digits") from None
         else:
             ok = isinstance(value, self.kind)
         if not ok:

@@ -47,8 +47,7 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # it finished between our read and our write, or another process failed it first
         attrs = {record.RETRIED_FROM: t.user_attrs.get(record.RETRIED_FROM, t.number)}
-        if record.REFERENCE in t.user_attrs:
-            attrs[record.REFERENCE] = t.user_attrs[record.REFERENCE]
+        attrs.update({k: t.user_attrs[k] for k in (record.REFERENCE, *record.PBT_KEYS) if k in t.user_attrs})
         study.enqueue_trial(t.params, user_attrs=attrs)
         failed.append(t.number)
     return failed

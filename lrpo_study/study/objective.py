@@ -92,7 +92,11 @@ class Objective:
         self._identity: str | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        spec, task = self.spec, self.task
+        return self.run(trial, self.spec)
+
+    def run(self, trial: optuna.Trial, spec: StudySpec) -> float | tuple[float, ...]:
+        """Train ``trial`` as ``spec`` says (this study's spec, or a PBT generation's: its lineage fixed)."""
+        task = self.task
         run = TrialRun(trial, spec, defaults=task.defaults, task=spec.task, device=self.device,
                        artifact_dir=self.artifact_dir, has_accuracy=task.has_accuracy)
         hp = run.hyperparameters

@@ -28,6 +28,7 @@ from lrpo_study.training.checkpoints import CheckpointStore, beside_storage
 from lrpo_study.training.loop import resolve_device
 from lrpo_study.views import record
 
+from . import pbt
 from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, LoopObjective, Objective, reference_params
 from .pruning import optuna_pruner
@@ -184,6 +185,8 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
             params = reference_params(spec, tag)
             if params is not None:
                 study.enqueue_trial(params, user_attrs={"reference": tag}, skip_if_exists=True)
+        if spec.pbt is not None:
+            pbt.seed_population(study, spec)
     elif stored["method"] != spec.method:
         raise UserError(f"{spec.path}: study {spec.name!r} already exists for method {stored['method']!r}")
     else:
@@ -198,7 +201,7 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
 
 
 # What a stored trial's values mean. Changing the sampler, its seed, pruning or n_trials on resume is fine.
-_MEANING = ("method", "task", "objectives", "train_seed", "fixed", "search")
+_MEANING = ("method", "task", "objectives", "train_seed", "fixed", "search", "pbt")
 
 
 def spec_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -275,7 +278,7 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
     seed = spec.seed if options.seed is None else options.seed
     study = optuna.load_study(
         study_name=spec.name, storage=options.open_storage(),
-        sampler=make_sampler(options.sampler or spec.sampler, seed, parallel=options.workers > 1),
+        sampler=pbt.LineageSampler() if spec.pbt else make_sampler(options.sampler or spec.sampler, seed, parallel=options.workers > 1),
         pruner=optuna_pruner(spec.pruning) if len(spec.objectives) == 1 else None,
     )
     fail_dead_local_trials(study)
@@ -288,6 +291,10 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
         cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
         objective = Objective(spec, task.to(device), device, checkpoints=checkpoints, cache=cache,
                               artifact_dir=options.artifact_dir)
+    if spec.pbt is not None:
+        assert isinstance(objective, Objective)  # a pbt study trains its task (the spec's parser checked)
+        pbt.optimize(study, pbt.PBTObjective(spec, objective.run))
+        return
     study.optimize(
         _within_total(study, objective, target), n_trials=n_trials, gc_after_trial=False, catch=(_OverTotal,),
         callbacks=[MaxTrialsCallback(target, states=(*FINISHED, TrialState.RUNNING))],
@@ -356,6 +363,13 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
             f"--workers {options.workers} needs a storage several processes can share: "
             f"journal:PATH or postgresql+psycopg://..., not {mask_url(options.storage)}"
         )
+    if spec.pbt is not None:
+        if options.n_trials is not None:
+            raise UserError(f"--n-trials does not apply to pbt study {spec.name!r}: it runs population × generations = "
+                            f"{spec.n_trials} trials")
+        if options.cache_dir is None:
+            raise UserError(f"pbt study {spec.name!r} needs the trajectory cache (members start from each other's states): "
+                            "drop --no-cache, or give --cache-dir (a folder every worker shares) for a server storage")
     task = spec_task(spec, options)
     _import_lazy_modules()
     with interrupts.as_exception():  # from the first write on, Ctrl-C fails the running trial and closes the storage
@@ -374,6 +388,9 @@ def _run_study(spec: StudySpec, options: RunOptions, task: Task | None) -> optun
     study = prepare_study(spec, storage)
     target = options.n_trials or spec.n_trials
     fail_dead_local_trials(study)
+    if spec.pbt is not None:
+        for repaired in pbt.repair(study, spec):
+            print(f"{spec.name}: re-queued {repaired}", file=sys.stderr)
     done = count_finished(study)
     running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
     if done + running >= target:

@@ -73,6 +73,22 @@ class PruningSpec:
 
 
 @dataclass(frozen=True)
+class PBTSpec:
+    """Population-based training: ``population`` members, a generation every ``interval`` epochs; at each
+    generation's end the bottom ``quantile`` copies a top-``quantile`` member's state and explores its lr
+    (resampled with ``resample_probability``, else multiplied by one of ``factors``; Ray's PBT)."""
+
+    population: int
+    interval: int
+    quantile: float = 0.25
+    factors: tuple[float, ...] = (0.8, 1.2)
+    resample_probability: float = 0.25
+
+
+_PBT_KEYS = {"population": int, "interval": int, "quantile": (int, float), "factors": list, "resample_probability": (int, float)}
+
+
+@dataclass(frozen=True)
 class StudySpec:
     path: str
     name: str
@@ -89,10 +105,16 @@ class StudySpec:
     pruning: PruningSpec = PruningSpec()
     fixed: dict[str, Any] = field(default_factory=dict)
     search: tuple[SearchParam, ...] = ()
+    pbt: PBTSpec | None = None  # method "pbt" only
 
     @property
     def directions(self) -> list[Direction]:
         return [OBJECTIVES[o] for o in self.objectives]
+
+    @property
+    def generations(self) -> int:
+        """A PBT study's generations per member (its epochs over the interval); 1 for any other study."""
+        return 1 if self.pbt is None else self.n_trials // self.pbt.population
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy, stored in the study's user_attrs."""
@@ -102,6 +124,7 @@ class StudySpec:
             "objectives": list(self.objectives), "sampler": self.sampler, "n_trials": self.n_trials,
             "seed": self.seed, "train_seed": self.train_seed, "fixed": self.fixed, "pruning": self.pruning.__dict__,
             "search": {p.name: {k: v for k, v in p.__dict__.items() if k != "name"} for p in self.search},
+            **({"pbt": {**self.pbt.__dict__, "factors": list(self.pbt.factors)}} if self.pbt else {}),
         }
 
 
@@ -121,7 +144,7 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
     def fail(key: str, message: str) -> UserError:
         return UserError(f"{where}: {key}: {message}")
 
-    _only(raw, {"study", "task", "pruning", "fixed", "search"}, "", fail)
+    _only(raw, {"study", "task", "pruning", "fixed", "search", "pbt"}, "", fail)
     study = raw.get("study")
     if not isinstance(study, dict):
         raise fail("study", "missing [study] table")
@@ -192,13 +215,67 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
             raise fail(key, "must be a table like { type = \"float\", low = 0.1, high = 1.0 }")
         search.append(_parse_search(name, entry, params[name], key, {**{p.name: p for p in search}, **fixed}, fail))
 
+    pbt = _parse_pbt(raw, study, fixed, search, pruning, loop, fail)
+    if pbt is not None:
+        study["n_trials"] = pbt.population * (int(fixed.get("epochs", params["epochs"].default)) // pbt.interval)  # generations
     spec = StudySpec(
         path=where, task=task, task_options=options, loop=loop, pruning=pruning, fixed=fixed, search=tuple(search), objectives=objectives,
-        **{k: v for k, v in study.items() if k != "objectives"},
+        pbt=pbt, **{k: v for k, v in study.items() if k != "objectives"},
     )
     builtin = BUILTIN_TASKS.get(task)
     check_corners(spec, defaults=builtin.defaults if builtin else {})  # a user task's, once it is built
     return spec
+
+
+def _parse_pbt(
+    raw: dict[str, Any], study: dict[str, Any], fixed: dict[str, Any], search: list[SearchParam], pruning: PruningSpec,
+    loop: str | None, fail: Any,
+) -> PBTSpec | None:
+    """``[pbt]`` for method "pbt": the population, its generations and how members exploit and explore."""
+    table = raw.get("pbt")
+    if study["method"] != "pbt":
+        if table is not None:
+            raise fail("pbt", f"only for method = \"pbt\", got method = {study['method']!r}")
+        return None
+    if not isinstance(table, dict):
+        raise fail("pbt", "method \"pbt\" needs a [pbt] table with population and interval (epochs per generation)")
+    _check_types(table, _PBT_KEYS, "pbt", fail)
+    for key in ("population", "interval"):
+        if key not in table:
+            raise fail(f"pbt.{key}", "required")
+    if table["population"] < 2:
+        raise fail("pbt.population", f"must be >= 2 (members exploit each other), got {table['population']}")
+    epochs = int(fixed.get("epochs", method_params("pbt")["epochs"].default))
+    if table["interval"] < 1 or epochs % table["interval"]:
+        raise fail("pbt.interval", f"must divide the epochs ({epochs}) into generations, got {table['interval']}")
+    quantile = float(table.get("quantile", PBTSpec.quantile))
+    if not 0.0 < quantile <= 0.5:
+        raise fail("pbt.quantile", f"must be in (0, 0.5], got {quantile}")
+    factors = table.get("factors", list(PBTSpec.factors))
+    if not factors or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0 or not math.isfinite(f) for f in factors):
+        raise fail("pbt.factors", f"must be a non-empty list of numbers > 0, got {factors}")
+    resample = float(table.get("resample_probability", PBTSpec.resample_probability))
+    if not 0.0 <= resample <= 1.0:
+        raise fail("pbt.resample_probability", f"must be in [0, 1], got {resample}")
+    if loop is not None:
+        raise fail("task.loop", "a pbt study trains its task with the built-in loop (members start from each other's states)")
+    if pruning.rule != "none":
+        raise fail("pruning.rule", f"pbt studies do not prune (exploit is their selection), got {pruning.rule!r}")
+    for key in ("lrs", "piece_epochs"):
+        if key in fixed:
+            raise fail(f"fixed.{key}", "set by PBT for each member's lineage; remove it")
+    searched = {p.name: p for p in search}
+    if "lr" not in searched or searched["lr"].type != "float":
+        raise fail("search.lr", "a pbt study needs lr searched as a float: the members' first lrs and the bounds of explore")
+    others = sorted(set(searched) - {"lr"})
+    if others:
+        raise fail(f"search.{others[0]}", "a pbt study searches lr only (its lr path is what it discovers); fix the others in [fixed]")
+    generations = epochs // table["interval"]
+    if "n_trials" in study and study["n_trials"] != table["population"] * generations:
+        raise fail("study.n_trials", f"a pbt study runs population × generations = {table['population'] * generations} trials; "
+                   f"remove n_trials or set it to that, got {study['n_trials']}")
+    return PBTSpec(population=table["population"], interval=table["interval"], quantile=quantile,
+                   factors=tuple(float(f) for f in factors), resample_probability=resample)
 
 
 def _parse_task(table: Any, study: dict[str, Any], fail: Any) -> tuple[str, dict[str, Any], str | None]:

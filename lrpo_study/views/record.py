@@ -35,6 +35,15 @@ RETRIED_FROM = "retried_from"  # a retried trial: the number of the trial it rep
 RESUMED_FROM_EPOCH = "resumed_from_epoch"
 STEPS_PER_EPOCH = "steps_per_epoch"  # optimizer steps in each epoch (a step schedule's length in steps)
 
+# Trial user_attrs of population-based training: each trial is one generation of one member
+PBT_MEMBER = "pbt_member"
+PBT_GENERATION = "pbt_generation"
+PBT_PARENT = "pbt_parent"  # the trial whose final state this generation starts from (None: generation 0)
+PBT_START_EPOCH = "pbt_start_epoch"
+PBT_EXPLOITED = "pbt_exploited"  # the parent is another member's (exploit), not this member's own last generation
+PBT_LRS = "pbt_lrs"  # the lineage's lr, one per generation, this one's last
+PBT_KEYS = (PBT_MEMBER, PBT_GENERATION, PBT_PARENT, PBT_START_EPOCH, PBT_EXPLOITED, PBT_LRS)
+
 # Trial user_attrs, set when a trial ends (complete, pruned or diverged)
 CURVES = "curves"
 EPOCHS = "epochs"

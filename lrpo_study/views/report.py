@@ -7,7 +7,7 @@ The same comparison figure is saved into each study for optuna-dashboard
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,13 @@ class MethodTrials:
     task: str
     trials: list[FrozenTrial]
     metric: str
+    # A PBT study shows its final members, each at its population's whole cost (every member's computed
+    # epochs and seconds): trial number → {"train_seconds": ..., "epochs": ...}.
+    costs: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    def cost(self, t: FrozenTrial, key: str) -> float:
+        """``train_seconds`` or ``epochs`` of a trial, as compared across methods."""
+        return float(self.costs[t.number][key] if t.number in self.costs else t.user_attrs[key])
 
     @property
     def label(self) -> str:
@@ -53,7 +60,7 @@ class MethodTrials:
         """Non-dominated trials for (quality, train seconds ↓), by seconds."""
         front: list[FrozenTrial] = []
         sign = -1 if record.higher_is_better(self.metric) else 1
-        for t in sorted(self.trials, key=lambda t: (t.user_attrs[record.TRAIN_SECONDS], sign * self.quality(t))):
+        for t in sorted(self.trials, key=lambda t: (self.cost(t, record.TRAIN_SECONDS), sign * self.quality(t))):
             if not front or self.better(self.quality(t), self.quality(front[-1])):
                 front.append(t)
         return front
@@ -68,11 +75,27 @@ def collect(storage: optuna.storages.BaseStorage) -> list[MethodTrials]:
             continue
         trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                   if record.is_ours(t) and record.CURVES in t.user_attrs]
+        costs: dict[int, dict[str, float]] = {}
+        if "pbt" in spec:
+            trials, costs = _final_members(study, trials)
         if trials:
             has_accuracy = record.TrialRecord.of(trials[0]).has_accuracy
             metric = record.quality_metric(spec.get("objectives", ()), has_accuracy=has_accuracy)
-            out.append(MethodTrials(study, spec["method"], record.stored_task(spec)[0], trials, metric))
+            out.append(MethodTrials(study, spec["method"], record.stored_task(spec)[0], trials, metric, costs))
     return out
+
+
+def _final_members(study: optuna.Study, complete: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[int, dict[str, float]]]:
+    """A PBT study's last-generation trials, each costed at what the whole population computed so far:
+    every finished generation's epochs and seconds less those the trajectory cache served."""
+    epochs = seconds = 0.0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        cached = t.user_attrs.get(record.CACHED_EPOCHS, 0)
+        computed = t.user_attrs.get(record.CURVES, {}).get("seconds", [])[cached:]
+        epochs, seconds = epochs + len(computed), seconds + sum(computed)
+    last = max((t.user_attrs.get(record.PBT_GENERATION, 0) for t in complete), default=0)
+    final = [t for t in complete if t.user_attrs.get(record.PBT_GENERATION) == last]
+    return final, {t.number: {record.TRAIN_SECONDS: seconds, record.EPOCHS: epochs} for t in final}
 
 
 def by_task(methods: list[MethodTrials]) -> dict[tuple[str, str], list[MethodTrials]]:
@@ -107,20 +130,20 @@ def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
     for i, m in enumerate(methods):
         color = COLORS[i % len(COLORS)]
         fig.add_trace(go.Scatter(
-            x=[t.user_attrs[x_key] for t in m.trials], y=[m.quality(t) for t in m.trials],
+            x=[m.cost(t, x_key) for t in m.trials], y=[m.quality(t) for t in m.trials],
             mode="markers", marker={"color": color, "opacity": 0.35, "size": 6}, name=f"{_label(m)} trials",
             legendgroup=_label(m), text=[_hover(t) for t in m.trials], hoverinfo="text+x+y",
         ))
         front = m.pareto()
         fig.add_trace(go.Scatter(
-            x=[t.user_attrs[x_key] for t in front], y=[m.quality(t) for t in front],
+            x=[m.cost(t, x_key) for t in front], y=[m.quality(t) for t in front],
             mode="lines+markers", line={"color": color, "shape": "hv"}, name=f"{_label(m)} Pareto front",
             legendgroup=_label(m), text=[_hover(t) for t in front], hoverinfo="text+x+y",
         ))
     baseline = [(m, t) for m in methods for t in m.trials if t.user_attrs.get(record.REFERENCE) == "baseline"]
     if baseline:
         m, t = baseline[0]
-        fig.add_trace(go.Scatter(x=[t.user_attrs[x_key]], y=[m.quality(t)], mode="markers",
+        fig.add_trace(go.Scatter(x=[m.cost(t, x_key)], y=[m.quality(t)], mode="markers",
                                  marker={"symbol": "star", "size": 14, "color": "black"}, name=BASELINE_NAME))
     paper_points = PAPER_POINTS if (methods[0].task, methods[0].metric) == ("fashion-mnist", "best_val_accuracy") else {}
     for name, (epochs, acc, seconds) in paper_points.items():
@@ -164,7 +187,7 @@ def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
         t = m.best()
         rows.append({
             "task": m.task, "method": _label(m), "trial": t.number, "quality": f"{m.label} {m.quality(t):.4f}",
-            "train seconds": f"{t.user_attrs['train_seconds']:.2f}", "epochs": t.user_attrs["epochs"],
+            "train seconds": f"{m.cost(t, record.TRAIN_SECONDS):.2f}", "epochs": int(m.cost(t, record.EPOCHS)),
             "complete trials": len(m.trials), "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()),
         })
     return rows
@@ -240,9 +263,9 @@ def save_to_dashboard(methods: list[MethodTrials], figures: dict[tuple[str, str]
             f"## {m.study.study_name}: {m.method} on {m.task}\n\n"
             f"- complete trials: {len(m.trials)}, Pareto trials: {len(front)}\n"
             f"- {label} {m.quality(best):.4f} (trial {best.number}, "
-            f"{best.user_attrs[record.EPOCHS]} epochs, {best.user_attrs[record.TRAIN_SECONDS]:.1f} s)\n"
+            f"{m.cost(best, record.EPOCHS):.0f} epochs, {m.cost(best, record.TRAIN_SECONDS):.1f} s)\n"
             f"- cheapest Pareto trial: #{front[0].number}, {m.quality(front[0]):.4f} in "
-            f"{front[0].user_attrs[record.TRAIN_SECONDS]:.1f} s\n\n"
+            f"{m.cost(front[0], record.TRAIN_SECONDS):.1f} s\n\n"
             + (f"Confirmed on the test set (`python -m lrpo_study confirm`):\n\n{confirmed}\n" if confirmed else "")
             + f"The comparison charts below show every {m.task} study in this storage "
             "(`python -m lrpo_study report` writes it as HTML too).\n"

@@ -97,6 +97,15 @@ def trial_note(attrs: Mapping[str, Any], params: Mapping[str, Any], *, number: i
     lines.append(f"- searched: {searched}")
     hp = attrs.get(record.HYPERPARAMETERS, {})
     lines.append(f"- optimizer: {hp.get('optimizer', 'sgd')}, lr {_fmt(hp.get('lr'))}, batch size {hp.get('batch_size')}")
+    if record.PBT_MEMBER in attrs:
+        lrs = ", ".join(f"{lr:.4g}" for lr in attrs.get(record.PBT_LRS, []))
+        start = attrs[record.PBT_START_EPOCH]
+        if attrs[record.PBT_PARENT] is None:
+            how = "the population's start"
+        else:
+            how = f"{'exploited' if attrs.get(record.PBT_EXPLOITED) else 'continued'} trial {attrs[record.PBT_PARENT]}'s state at epoch {start}"
+        lines.append(f"- PBT member {attrs[record.PBT_MEMBER]}, generation {attrs[record.PBT_GENERATION]} "
+                     f"(epochs {start + 1}–{hp.get('epochs', '?')}): {how}; lr per generation {lrs}")
     if attrs.get(record.ALPHA) is not None:
         lines.append(f"- LRPO jump α = {attrs[record.ALPHA]:.4f}")
     lines.append(f"- epochs: {epochs} of {hp.get('epochs', epochs)} ({epochs - cached} computed, {cached} from the trajectory cache)")
