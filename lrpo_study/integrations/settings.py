@@ -155,7 +155,7 @@ def load_schedule(
     Sets each param group's lr to the tuned ``lr`` (groups keep their ratios to
     the first group). What a method needs beyond the optimizer:
 
-    - cosine, onecycle, wsd: ``steps_per_epoch`` (optimizer steps per epoch), to span ``epochs``;
+    - cosine, onecycle, wsd, pbt: ``steps_per_epoch`` (optimizer steps per epoch), to span ``epochs``;
     - curvature: ``params=model.parameters()``, and ``schedule.observe(loss)`` called between
       forward and backward (stepping without it raises);
     - lrpo with ``variant="predicted"``: ``probe=fn(alpha) -> loss after a short probe``.

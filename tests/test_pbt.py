@@ -1,0 +1,201 @@
+"""Population-based training: a population on an Optuna storage, exploit and explore through the
+trajectory cache, resume without a lost or doubled generation, and the winner's lineage as a schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from lrpo_study import load_schedule, load_settings
+from lrpo_study.schedules import PiecewiseLR, make_schedule, piecewise_lr
+from lrpo_study.study.storage import open_storage
+
+from .conftest import REPO, assert_one_line_error, cli, run_cli
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def write_pbt_study(path: Path, *, name: str = "pbt", pbt: str = "population = 4\ninterval = 2", epochs: int = 6,
+                    task: str = 'name = "tests.user_task:classification"', extra: str = "") -> Path:
+    path.write_text(
+        f'[study]\nname = "{name}"\nmethod = "pbt"\nobjectives = ["final_val_loss", "train_seconds"]\n{extra}\n'
+        f"[task]\n{task}\n[pbt]\n{pbt}\n[fixed]\nepochs = {epochs}\nbatch_size = 64\n"
+        '[search]\nlr = { type = "float", low = 0.001, high = 0.5, log = true }\n'
+    )
+    return path
+
+
+def generations(study: optuna.Study) -> dict[tuple[int, int], list[FrozenTrial]]:
+    found: dict[tuple[int, int], list[FrozenTrial]] = {}
+    for t in study.get_trials(states=FINISHED):
+        found.setdefault((t.user_attrs["pbt_member"], t.user_attrs["pbt_generation"]), []).append(t)
+    return found
+
+
+def check_lineages(study: optuna.Study, *, population: int, n_generations: int, interval: int) -> dict[tuple[int, int], FrozenTrial]:
+    """Every generation of every member finished exactly once, each starting from its parent's end."""
+    found = generations(study)
+    assert sorted(found) == [(m, g) for m in range(population) for g in range(n_generations)]
+    assert all(len(ts) == 1 for ts in found.values()), {k: [t.number for t in ts] for k, ts in found.items() if len(ts) > 1}
+    gens = {k: ts[0] for k, ts in found.items()}
+    for (member, g), t in gens.items():
+        a = t.user_attrs
+        assert a["pbt_start_epoch"] == g * interval
+        assert t.params["lr"] == a["pbt_lrs"][-1] and len(a["pbt_lrs"]) == g + 1
+        np.testing.assert_allclose(a["curves"]["lr"], np.repeat(a["pbt_lrs"], interval), rtol=1e-12)
+        if g == 0:
+            assert a["pbt_parent"] is None and not a["pbt_exploited"]
+            continue
+        parent = study.trials[a["pbt_parent"]]
+        assert parent.state in FINISHED and parent.user_attrs["pbt_generation"] == g - 1
+        assert a["pbt_lrs"][:-1] == parent.user_attrs["pbt_lrs"]
+        assert a["pbt_exploited"] == (parent.user_attrs["pbt_member"] != member)
+        # The parent's state came from the trajectory cache, its curves with it: nothing retrained (more
+        # epochs cached when an explored lr was clipped to a bound: another member trained this same lineage).
+        assert a["cached_epochs"] >= g * interval
+        assert a["curves"]["val_loss"][: g * interval] == parent.user_attrs["curves"]["val_loss"]
+    return gens
+
+
+def test_piecewise_schedule_equals_its_pure_function_with_sgd_adamw_and_several_groups() -> None:
+    lrs, piece_epochs, steps_per_epoch = [0.1, 0.05, 0.2, 0.01], 2, 3
+    for make in (lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: torch.optim.AdamW(ps, lr=0.1)):
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+        optimizer = make([{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr": 0.3}])
+        schedule = make_schedule("pbt", optimizer, {"lrs": lrs, "piece_epochs": piece_epochs, "epochs": 8}, total_steps=24)
+        assert isinstance(schedule, PiecewiseLR)
+        for step in range(30):  # past the end the last piece holds
+            want = piecewise_lr(step, lrs=lrs, piece_steps=piece_epochs * steps_per_epoch)
+            assert optimizer.param_groups[0]["lr"] == want
+            assert math.isclose(optimizer.param_groups[1]["lr"], 3 * want, rel_tol=1e-12)
+            optimizer.step()
+            schedule.step()
+
+
+@pytest.mark.parametrize(("lrs", "why"), [([], "non-empty"), ([0.1, 0.0], "lrs must be"), ("0.1", "lrs must be"), ([0.1, True], "lrs must be")])
+def test_piecewise_lrs_are_checked(lrs: object, why: str) -> None:
+    from lrpo_study.training.hyperparameters import resolve
+
+    with pytest.raises(ValueError, match=why):
+        resolve("pbt", {"lrs": lrs, "piece_epochs": 1})
+
+
+def test_a_population_runs_with_two_workers_on_a_journal_and_its_winner_replays_anywhere(tmp_path: Path) -> None:
+    spec = write_pbt_study(tmp_path / "pbt.toml")
+    url = f"journal:{tmp_path / 'pbt.journal'}"
+    proc = run_cli("optimize", str(spec), "--storage", url, "--workers", "2", "--no-progress", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    study = optuna.load_study(study_name="pbt", storage=open_storage(url))
+    gens = check_lineages(study, population=4, n_generations=3, interval=2)
+    assert len(study.get_trials(states=FINISHED)) == 12
+
+    # The worst member of generation 0 has finished when its generation 1 starts, with most of the others:
+    # it is in the bottom quantile and exploits; its first steps train the explored lr, not the parent's.
+    exploits = [t for t in gens.values() if t.user_attrs["pbt_exploited"]]
+    assert exploits
+    for t in exploits:
+        a = t.user_attrs
+        parent = study.trials[a["pbt_parent"]]
+        first_epoch_lr = a["curves"]["lr"][a["pbt_start_epoch"]]  # the mean over that epoch's steps
+        assert first_epoch_lr == pytest.approx(a["pbt_lrs"][-1], rel=1e-12)
+        assert a["pbt_lrs"][-1] != parent.user_attrs["pbt_lrs"][-1]
+
+    winner = min((t for (_, g), t in gens.items() if g == 2), key=lambda t: t.user_attrs["curves"]["val_loss"][-1])
+    settings = tmp_path / "winner.json"
+    assert run_cli("export", "--storage", url, "--study", "pbt", "--trial", str(winner.number), "-o", str(settings)).returncode == 0
+    replay = run_cli("run", "--settings", str(settings), "--task", "tests.user_task:classification", "--device", "cpu", "--json")
+    assert replay.returncode == 0, replay.stderr
+    summary = json.loads(replay.stdout)
+    lineage = np.repeat(winner.user_attrs["pbt_lrs"], 2)
+    np.testing.assert_allclose(summary["curves"]["lr"], lineage, rtol=1e-12)
+    # From scratch, without the cache's hand-overs, the lineage trains to the very same model.
+    assert summary["final_val_loss"] == winner.user_attrs["curves"]["val_loss"][-1]
+
+    # In a plain loop: the lineage's lr at every step.
+    steps_per_epoch = winner.user_attrs["steps_per_epoch"]
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=1.0)
+    schedule = load_schedule(load_settings(settings), optimizer, steps_per_epoch=steps_per_epoch)
+    for step in range(6 * steps_per_epoch):
+        assert optimizer.param_groups[0]["lr"] == lineage[step // steps_per_epoch]
+        optimizer.step()
+        schedule.batch_end()
+
+
+def test_resuming_after_ctrl_c_continues_the_same_population(tmp_path: Path) -> None:
+    # Larger data than the default so that a generation is still training when the signal comes.
+    spec = write_pbt_study(tmp_path / "pbt.toml", name="pbt-resume", pbt="population = 3\ninterval = 2",
+                           task='name = "tests.user_task:classification"\nn = 12000')
+    url = f"sqlite:///{tmp_path / 'pbt.db'}"
+    args = ("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "lrpo_study", *args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        for _ in range(600):  # until the population is in its second generation
+            try:
+                study = optuna.load_study(study_name="pbt-resume", storage=url)
+                if any(t.user_attrs.get("pbt_generation") == 1 for t in study.get_trials(states=(TrialState.RUNNING,))):
+                    break
+            except KeyError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            import time
+
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    study = optuna.load_study(study_name="pbt-resume", storage=url)
+    interrupted = study.get_trials(states=(TrialState.FAIL,))
+    assert interrupted and all(t.user_attrs["pbt_generation"] == 1 for t in interrupted)
+
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "re-queued member" in resumed.stderr
+    study = optuna.load_study(study_name="pbt-resume", storage=url)
+    gens = check_lineages(study, population=3, n_generations=3, interval=2)
+    for t in interrupted:
+        retry = gens[(t.user_attrs["pbt_member"], 1)]
+        assert retry.user_attrs["retried_from"] == t.number
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+@pytest.mark.parametrize(("pbt", "extra_args", "needles"), [
+    ("population = 1\ninterval = 2", (), ("pbt.population", "must be >= 2", "got 1")),
+    ("population = 4\ninterval = 2\nquantile = 0.6", (), ("pbt.quantile", "(0, 0.5]", "0.6")),
+    ("population = 4\ninterval = 2\nquantile = 0.0", (), ("pbt.quantile", "(0, 0.5]")),
+    ("population = 4\ninterval = 2\nfactors = [0.8, 0.0]", (), ("pbt.factors", "> 0")),
+    ("population = 4\ninterval = 4", (), ("pbt.interval", "must divide the epochs (6)", "got 4")),
+    ("population = 4", (), ("pbt.interval", "required")),
+    ("population = 4\ninterval = 2\nresample_probability = 1.5", (), ("pbt.resample_probability", "[0, 1]")),
+    ("population = 4\ninterval = 2", ("--n-trials", "5"), ("--n-trials does not apply", "12 trials")),
+    ("population = 4\ninterval = 2", ("--no-cache",), ("needs the trajectory cache",)),
+])
+def test_bad_population_settings_are_one_line(tmp_path: Path, pbt: str, extra_args: tuple[str, ...], needles: tuple[str, ...]) -> None:
+    spec = write_pbt_study(tmp_path / "bad.toml", pbt=pbt)
+    proc = cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 'bad.db'}", "--no-progress", *extra_args)
+    assert_one_line_error(proc, *needles)
+    assert not (tmp_path / "bad.db").exists() or not optuna.get_all_study_names(f"sqlite:///{tmp_path / 'bad.db'}")
+
+
+def test_a_pbt_study_searches_lr_only_and_does_not_prune(tmp_path: Path) -> None:
+    spec = write_pbt_study(tmp_path / "s.toml")
+    spec.write_text(spec.read_text() + 'momentum = { type = "float", low = 0.5, high = 0.9 }\n')
+    assert_one_line_error(cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 's.db'}"),
+                          "search.momentum", "searches lr only")
+    spec = write_pbt_study(tmp_path / "p.toml")
+    spec.write_text(spec.read_text().replace("[task]", '[pruning]\nrule = "quantile"\n[task]'))
+    assert_one_line_error(cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 'p.db'}"),
+                          "pruning.rule", "do not prune")
