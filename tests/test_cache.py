@@ -55,9 +55,11 @@ def assert_same_run(a: TrainResult, b: TrainResult) -> None:
         ("onecycle", {"epochs": 3}, {"epochs": 3}, 3),
         ("greedylr", {"epochs": 3, "interval": "step", "patience": 0}, {"epochs": 3, "interval": "step", "patience": 0}, 0),
         ("curvature", {"epochs": 2, "estimate_every": 3}, {"epochs": 2, "estimate_every": 3}, 0),
+        # A PBT member that exploits: another lineage's first two generations, then its own lr.
+        ("pbt", {"epochs": 4, "lrs": [0.05, 0.1], "piece_epochs": 2}, {"epochs": 6, "lrs": [0.05, 0.1, 0.02], "piece_epochs": 2}, 4),
     ],
     ids=["lrpo-faithful", "lrpo-predicted", "fixed", "greedylr", "wsd-trunk", "wsd-decay-shape", "cosine-lengths",
-         "cosine-same", "onecycle", "greedylr-step", "curvature"],
+         "cosine-same", "onecycle", "greedylr-step", "curvature", "pbt-exploit"],
 )
 def test_branching_from_the_cache_equals_training_from_scratch(
     method: str, first: dict, second: dict, shared: int, small_task: Task, tmp_path: Path

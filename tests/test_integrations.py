@@ -39,6 +39,7 @@ METHODS: dict[str, dict[str, Any]] = {
     "greedylr-epoch": {"lr": 0.05, "interval": "epoch", "factor": 0.5, "patience": 0},
     "curvature": {"lr": 0.1, "lam": 50.0, "estimate_every": 2, "beta": 0.5},
     "wsd": {"lr": 0.1, "warmup_steps": 2, "decay_fraction": 0.5, "decay_shape": "1-sqrt", "min_lr_ratio": 0.01},
+    "pbt": {"lr": 0.03, "lrs": [0.1, 0.03], "piece_epochs": 1},
 }
 
 

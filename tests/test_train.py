@@ -19,6 +19,7 @@ METHOD_SETTINGS = {
     "curvature": {"estimate_every": 2, "lam": 1000.0},
     "lrpo": {"pretrain_epochs": 2, "finetune_epochs": 1, "variant": "predicted"},
     "wsd": {"decay_fraction": 0.4, "warmup_steps": 2},
+    "pbt": {"lrs": [0.05, 0.02], "piece_epochs": 2},  # the lr changes at the resumed epoch
 }
 
 

@@ -255,7 +255,7 @@ def quiet_optuna_logs() -> None:
 
 def _not_reported_elsewhere(record: logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
-    if isinstance(error, (KeyboardInterrupt, UserError)):
+    if isinstance(error, (KeyboardInterrupt, UserError, _OverTotal, pbt.NotRun)):  # the last two: "not run", with the reason
         return False
     message = record.getMessage()
     return not (interrupts.requested() and "failed" in message) and not message.endswith("failed with value None.")
