@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Issue 25's Fashion-MNIST runs: tuned cosine (issue 16's study file) and PBT into one storage, both
+# confirmed with 3 seeds on the test set (PBT's Pareto trials are re-trained from scratch with their
+# lineage's lr path: the discovered schedule replayed), then the summary with each study's compute.
+#   results/issue25.sh > results/issue25.log 2>&1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+data=(--data-dir ../shared/data)
+fashion=sqlite:///results/issue25-fashion.db
+$py -m lrpo_study optimize studies/fashion16-cosine.toml studies/pbt.toml --storage $fashion "${data[@]}" --no-progress
+$py -m lrpo_study confirm --storage $fashion --seeds 42,43,44 "${data[@]}"
+$py scripts/summarize_studies.py --storage $fashion --goal 0.8742
