@@ -112,6 +112,14 @@ def test_a_population_runs_with_two_workers_on_a_journal_and_its_winner_replays_
         assert first_epoch_lr == pytest.approx(a["pbt_lrs"][-1], rel=1e-12)
         assert a["pbt_lrs"][-1] != parent.user_attrs["pbt_lrs"][-1]
 
+    # The report shows the final members, each at the whole population's computed epochs.
+    from lrpo_study.views.report import best_table, collect
+
+    [pbt_study] = collect(open_storage(url))
+    computed = sum(t.user_attrs["epochs"] - t.user_attrs["cached_epochs"] for t in study.get_trials(states=FINISHED))
+    assert sorted(t.number for t in pbt_study.trials) == sorted(t.number for (_, g), t in gens.items() if g == 2)
+    assert best_table([pbt_study])[0]["epochs"] == computed <= 4 * 6  # each epoch once: the cached ones are not counted
+
     winner = min((t for (_, g), t in gens.items() if g == 2), key=lambda t: t.user_attrs["curves"]["val_loss"][-1])
     settings = tmp_path / "winner.json"
     assert run_cli("export", "--storage", url, "--study", "pbt", "--trial", str(winner.number), "-o", str(settings)).returncode == 0
