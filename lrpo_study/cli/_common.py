@@ -70,7 +70,7 @@ def load_study(storage_url: str, name: str) -> Any:
 
 def beside(storage: str, suffix: str) -> str | None:
     """The folder a sqlite or journal file keeps beside it (``lrpo_study.db`` → ``lrpo_study.db.cache``)."""
+    # imported here, not at the top: it imports torch, which --help and a mistyped flag should not wait for
     from lrpo_study.training.checkpoints import beside_storage
 
-    path = beside_storage(storage, suffix)
-    return None if path is None else str(path)
+    return beside_storage(storage, suffix)

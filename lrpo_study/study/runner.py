@@ -472,15 +472,10 @@ def next_steps(names: Sequence[str], options: RunOptions) -> str:
     """The commands that look at what ``optimize`` made (storage URL shown with its password masked)."""
     url = mask_url(options.storage)
     storage = "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"
-    artifacts = "" if options.artifact_dir is None or options.artifact_dir == _beside(options.storage, ".artifacts") else f" --artifact-dir {shlex.quote(options.artifact_dir)}"
+    artifacts = "" if options.artifact_dir is None or options.artifact_dir == beside_storage(options.storage, ".artifacts") else f" --artifact-dir {shlex.quote(options.artifact_dir)}"
     return "\n".join([
         "Next:",
         f"  browse every trial (figures and notes): python -m lrpo_study dashboard{storage}{artifacts}",
         f"  one HTML page comparing the studies:    python -m lrpo_study report{storage} -o report.html",
         f"  take a tuned schedule home:             python -m lrpo_study export{storage} --study {shlex.quote(names[-1])} --pareto -o settings.json",
     ])
-
-
-def _beside(storage: str, suffix: str) -> str | None:
-    path = beside_storage(storage, suffix)
-    return None if path is None else str(path)

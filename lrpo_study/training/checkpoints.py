@@ -95,10 +95,10 @@ class CheckpointStore:
         self.path(key).unlink(missing_ok=True)
 
 
-def beside_storage(storage_url: str, suffix: str) -> Path | None:
+def beside_storage(storage_url: str, suffix: str) -> str | None:
     """``FILE + suffix`` for a SQLite or Journal file; None for server storages (no shared disk implied)."""
     for prefix in ("sqlite:///", "journal:"):
         if storage_url.startswith(prefix):
             path = storage_url[len(prefix):]
-            return None if path in ("", ":memory:") else Path(path + suffix)
+            return None if path in ("", ":memory:") else path + suffix
     return None
