@@ -246,6 +246,37 @@ def test_a_ctrl_c_swallowed_by_a_finalizer_is_raised_again(tmp_path: Path) -> No
     assert "raised again at the next batch" in proc.stdout, (proc.stdout, proc.stderr)
 
 
+CTRL_C_WHILE_SAVING = r"""
+import os, signal, sys, threading
+import torch
+from lrpo_study import interrupts
+from lrpo_study.training.checkpoints import CheckpointStore
+
+interrupts.install()
+state = {"weights": [torch.ones(1_000_000) for _ in range(10)]}  # 40 MB: each save takes tens of milliseconds
+store = CheckpointStore(sys.argv[1], what="trajectory cache entries")
+threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+with interrupts.as_exception():
+    try:
+        for i in range(200):
+            store.save(f"k{i}", state)
+        print("saved everything: the interrupt was lost")
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_a_ctrl_c_during_a_cache_write_is_the_interrupt_not_a_failed_write(tmp_path: Path) -> None:
+    # torch.save turns a KeyboardInterrupt raised inside its writes into a RuntimeError ("unexpected pos"),
+    # which looks like a full disk: it must stay an interrupt, with no warning and no partial file.
+    script = tmp_path / "saving.py"
+    script.write_text(CTRL_C_WHILE_SAVING)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.strip() == "interrupted" and proc.stderr == "", (proc.stdout, proc.stderr)
+    assert not list((tmp_path / "cache").glob(".*.tmp"))
+
+
 # Seconds after the CLI began importing torch (its first line, which installs the handler, ran before):
 # inside torch's import (NumPy initialised from torch's C code), torchvision's, reading the data, training.
 SIGINT_POINTS = (0.0, 0.1, 0.3, 0.6, 1.0, 1.5, 2.5, 3.5)

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from lrpo_study import interrupts
+
 
 def checkpoint_key(**determining: Any) -> str:
     return hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:32]
@@ -58,6 +60,9 @@ class CheckpointStore:
         except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+            if interrupts.requested():
+                # A Ctrl-C inside torch.save's write comes out as that RuntimeError: it is the interrupt, not the disk.
+                raise KeyboardInterrupt from exc
             self.disabled = True
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             print(f"lrpo_study: warning: cannot write {self.what} in {self.directory} ({reason}); going on without them",
