@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import optuna
@@ -121,6 +122,17 @@ def test_a_population_runs_with_two_workers_on_a_journal_and_its_winner_replays_
     assert best_table([pbt_study])[0]["epochs"] == computed <= 4 * 6  # each epoch once: the cached ones are not counted
 
     winner = min((t for (_, g), t in gens.items() if g == 2), key=lambda t: t.user_attrs["curves"]["val_loss"][-1])
+
+    # results/README's lineage table and figure: the final generation's best first, each with its lr path.
+    lineages = subprocess.run([sys.executable, "scripts/pbt_lineages.py", "--storage", url, "--study", "pbt", "--top", "2",
+                               "-o", str(tmp_path / "lineages.svg")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert lineages.returncode == 0, lineages.stderr
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in lineages.stdout.splitlines() if line[:3].strip("| ").isdigit()]
+    assert [row[0] for row in rows][:1] == [str(winner.number)] and len(rows) == 2
+    assert [float(lr) for lr in rows[0][3].split(", ")] == pytest.approx(winner.user_attrs["pbt_lrs"], rel=1e-2)
+    figure = ElementTree.parse(tmp_path / "lineages.svg").getroot()
+    assert len(figure.findall("{http://www.w3.org/2000/svg}svg")) == 2  # one trial figure per winner, stacked
+
     settings = tmp_path / "winner.json"
     assert run_cli("export", "--storage", url, "--study", "pbt", "--trial", str(winner.number), "-o", str(settings)).returncode == 0
     replay = run_cli("run", "--settings", str(settings), "--task", "tests.user_task:classification", "--device", "cpu", "--json")
