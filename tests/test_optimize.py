@@ -154,7 +154,8 @@ def test_single_objective_median_pruner_prunes(tmp_path: Path) -> None:
     url = f"journal:{tmp_path / 'study.journal'}"
     optimize(spec, url)
     study = load("prune-single", url)
-    assert study.get_trials(states=(TrialState.PRUNED,))
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned and all(1 < t.user_attrs["pruned_epoch"] < 5 for t in pruned)  # after the warm-up epoch, before the end
     assert study.best_value == max(t.user_attrs["best_val_accuracy"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
 
 

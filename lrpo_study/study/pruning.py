@@ -34,13 +34,16 @@ from .spec import PruningSpec
 
 
 def optuna_pruner(spec: PruningSpec) -> optuna.pruners.BasePruner:
-    """The Optuna pruner for a single-objective study's ``pruning.rule``."""
+    """The Optuna pruner for a single-objective study's ``pruning.rule``. Trials report epoch e as step e
+    (from 1), and Optuna's pruners may stop a trial at the warm-up step itself: ``warmup_epochs`` means
+    never at or before that epoch, so the first step they may stop at is one later."""
+    first = spec.warmup_epochs + 1
     if spec.rule == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=spec.min_trials, n_warmup_steps=spec.warmup_epochs)
+        return optuna.pruners.MedianPruner(n_startup_trials=spec.min_trials, n_warmup_steps=first)
     if spec.rule == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, spec.warmup_epochs))
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=first)
     if spec.rule == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, spec.warmup_epochs))
+        return optuna.pruners.HyperbandPruner(min_resource=first)
     return optuna.pruners.NopPruner()
 
 

@@ -223,6 +223,8 @@ class TrialRun:
         curve = self.curves["val_loss" if metric == "final_val_loss" else "val_accuracy"]
         if len(spec.objectives) == 1:
             self.trial.report(self._objective(spec.objectives[0]), epoch)
+            if epoch >= self.epochs:
+                return None  # trained to the end: a finished result, whatever a pruner would say now
             return f"optuna {spec.pruning.rule} pruner at epoch {epoch}" if self.trial.should_prune() else None
         if spec.method == "lrpo" and epoch <= self.hyperparameters.get("pretrain_epochs", 0):
             return None  # every LRPO trial's pretrain at the same lr is identical by construction: nothing to decide
