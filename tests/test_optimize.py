@@ -104,6 +104,7 @@ def test_a_stalled_worker_s_trial_is_failed_by_the_heartbeat_and_retried(tmp_pat
         retried = [t for t in study.get_trials(states=FINISHED)
                    if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == stalled.number]
         assert len(retried) == 1 and retried[0].params == stalled.params
+        assert retried[0].user_attrs["retried_from"] == stalled.number  # in our record too, like a dead worker's retry
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()

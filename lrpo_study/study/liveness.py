@@ -6,18 +6,38 @@ its user_attrs; before a worker starts and after workers return, RUNNING
 trials of this host whose process no longer exists are marked FAIL and their
 parameters enqueued again (``retried_from`` in user_attrs). This also catches
 dead local workers on RDB storages at once, without waiting for the
-heartbeat's grace period; workers on other machines are left to the heartbeat.
+heartbeat's grace period; workers on other machines are left to the heartbeat, whose retries
+(``RetryStaleTrial``) carry the same ``retried_from``.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from lrpo_study.views import record
+
+
+def retry_attrs(t: FrozenTrial) -> dict[str, Any]:
+    """What a retry of trial ``t`` starts with: the first trial it replaces, and what a fresh run of it keeps
+    (the reference label, its PBT lineage) — not the dead run's host, pid or curves."""
+    kept = {k: t.user_attrs[k] for k in (record.REFERENCE, *record.PBT_KEYS) if k in t.user_attrs}
+    return {record.RETRIED_FROM: t.user_attrs.get(record.RETRIED_FROM, t.number), **kept}
+
+
+class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's heartbeat retry (a trial whose worker stopped beating is re-queued, ``max_retry`` times),
+    whose retry carries ``retry_attrs`` like every other retry of ours."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.user_attrs = retry_attrs(trial)
+        super().__call__(study, trial)
 
 
 def process_alive(pid: int) -> bool:
@@ -46,8 +66,6 @@ def fail_dead_local_trials(study: optuna.Study) -> list[int]:
             study.tell(t.number, state=TrialState.FAIL)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # it finished between our read and our write, or another process failed it first
-        attrs = {record.RETRIED_FROM: t.user_attrs.get(record.RETRIED_FROM, t.number)}
-        attrs.update({k: t.user_attrs[k] for k in (record.REFERENCE, *record.PBT_KEYS) if k in t.user_attrs})
-        study.enqueue_trial(t.params, user_attrs=attrs)
+        study.enqueue_trial(t.params, user_attrs=retry_attrs(t))
         failed.append(t.number)
     return failed

@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrpo_study.views import record
 
+from .liveness import retry_attrs
 from .spec import SearchParam, StudySpec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -196,10 +197,7 @@ def repair(study: optuna.Study, spec: StudySpec) -> list[str]:
                 continue
             if (member, generation) in failed:
                 t = failed[(member, generation)][-1]
-                retry = Generation.of(t.user_attrs)
-                assert retry is not None
-                study.enqueue_trial({}, user_attrs={
-                    **retry.attrs(), record.RETRIED_FROM: t.user_attrs.get(record.RETRIED_FROM, t.number)})
+                study.enqueue_trial({}, user_attrs=retry_attrs(t))
                 done.append(f"member {member} generation {generation} (trial {t.number} failed)")
             elif generation and (member, generation - 1) in finished:
                 t = finished[(member, generation - 1)][-1]

@@ -6,7 +6,7 @@
 
 RDB storages get Optuna's heartbeat: a trial whose worker stops beating for
 ``grace_period`` seconds is failed and re-queued
-(``RetryHeartbeatStaleTrialCallback``) by the next worker that starts a trial;
+(``liveness.RetryStaleTrial``) by the next worker that starts a trial;
 database servers' storages also ride out an outage (``lrpo_study.study.retrying``).
 """
 
@@ -19,11 +19,12 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from lrpo_study.errors import UserError
 
+from .liveness import RetryStaleTrial
 from .retrying import RetryingStorage
 
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -97,7 +98,7 @@ def open_storage(
                 rdb = RDBStorage(
                     url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                    heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=3),
                 )
             if scheme == "sqlite":  # a local file has no outages; its errors (read-only, damaged) are final
                 return rdb
