@@ -2,11 +2,11 @@
 # Issue 24, question 1's second half on Tiny Shakespeare, controlled: the same WSD run (nanoGPT's recipe,
 # peak 2e-3, 100 warm-up steps, floor 0.1 x peak, 10 epochs = nanoGPT's 2,000 iterations) with a 20 %
 # cool-down (Hagele et al.'s) in each of the three shapes, seeds 42, 43, 44, scored on the test slice.
-#   OMP_NUM_THREADS=1 results/issue24-shapes.sh > results/issue24-shapes.log 2>&1
+#   OMP_NUM_THREADS=1 results/issue24-shakespeare-shapes.sh > results/issue24-shakespeare-shapes.log 2>&1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-.venv/bin/python}
-out=results/issue24-shapes.jsonl
+out=results/issue24-shakespeare-shapes.jsonl
 : > $out
 for shape in linear cosine 1-sqrt; do
   for seed in 42 43 44; do
