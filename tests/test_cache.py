@@ -249,3 +249,31 @@ def test_an_edited_model_never_resumes_the_old_ones_checkpoint(tmp_path: Path) -
     edited, same = study.get_trials()
     assert "resumed_from_epoch" not in edited.user_attrs
     assert same.user_attrs["resumed_from_epoch"] == 1  # the old model does resume: the checkpoint was there to find
+
+
+def test_confirm_branches_wsd_runs_of_one_seed_from_their_shared_trunk(tmp_path: Path) -> None:
+    # Three WSD trials, one peak lr and warm-up: with one seed, their confirmations share the trunk
+    # until each one's decay starts, and score exactly what confirming without the cache scores.
+    spec = tmp_path / "w.toml"
+    spec.write_text(
+        '[study]\nname = "wsd-confirm"\nmethod = "wsd"\nobjectives = ["best_val_accuracy", "train_seconds"]\n'
+        'n_trials = 3\nsampler = "random"\n[task]\nname = "tests.user_task:classification"\n[pruning]\nrule = "none"\n'
+        '[fixed]\nbatch_size = 64\nlr = 0.05\nwarmup_steps = 3\n[search]\nepochs = { type = "int", low = 2, high = 5 }\n'
+    )
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu").returncode == 0
+
+    def confirm(*flags: str) -> tuple[str, dict]:
+        proc = run_cli("confirm", "--storage", url, "--best", "3", "--seeds", "7", "--device", "cpu", *flags)
+        assert proc.returncode == 0, proc.stderr
+        study = optuna.load_study(study_name="wsd-confirm", storage=url)
+        return proc.stdout, {k: v["values"] for k, v in study.user_attrs.items() if k.startswith("confirm:")}
+
+    plain_out, plain = confirm("--no-cache")
+    cached_out, cached = confirm()
+    assert len(plain) == 3 and cached == plain  # bit for bit: test accuracy of every confirmed trial
+    assert "trajectory cache" not in plain_out
+    line = next(line for line in cached_out.splitlines() if line.startswith("confirm: "))
+    served, total = (int(n) for n in line.split()[1:4:2])
+    epochs = sum(t.params["epochs"] for t in optuna.load_study(study_name="wsd-confirm", storage=url).trials)
+    assert total == epochs and 0 < served < total, line

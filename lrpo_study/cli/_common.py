@@ -44,6 +44,21 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto picks CUDA when present")
 
 
+def add_cache_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", help="trajectory cache: shared epoch prefixes are trained once (default: beside a sqlite/journal file; off for servers)")
+    p.add_argument("--no-cache", action="store_true", help="train every epoch of every run")
+    p.add_argument("--cache-size-mb", type=int, default=2048, help="cache size limit; least recently used entries go first (default %(default)s)")
+
+
+def cache_settings(args: argparse.Namespace) -> tuple[str | None, int]:
+    """The trajectory cache's folder (None: off) and its size limit in bytes, from ``add_cache_args``' flags."""
+    if args.cache_size_mb < 1:
+        raise UserError(f"--cache-size-mb must be >= 1, got {args.cache_size_mb}")
+    if args.no_cache and args.cache_dir:
+        raise UserError("give --cache-dir or --no-cache, not both")
+    return (None if args.no_cache else args.cache_dir or beside(args.storage, ".cache")), args.cache_size_mb * 1024**2
+
+
 def seed(text: str) -> int:
     """A seed every library takes (numpy's and Optuna's samplers need [0, 2**32))."""
     try:

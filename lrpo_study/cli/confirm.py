@@ -7,7 +7,7 @@ from typing import Any
 
 from lrpo_study.errors import UserError
 
-from ._common import DEFAULT_STORAGE, add_data_args, load_study
+from ._common import DEFAULT_STORAGE, add_cache_args, add_data_args, cache_settings, load_study
 
 
 def register(sub: Any) -> None:
@@ -19,6 +19,7 @@ def register(sub: Any) -> None:
     con.add_argument("--trial", type=int, action="append", default=[], metavar="N",
                      help="exactly this trial (repeatable; needs one --study)")
     add_data_args(con)
+    add_cache_args(con)  # the same folder as optimize's: runs of one seed share their trunks (wsd, pbt lineages)
     con.set_defaults(handler=handle)
 
 
@@ -28,6 +29,7 @@ def handle(args: argparse.Namespace) -> int:
     from lrpo_study.study.confirm import confirm_study, confirmation_table
     from lrpo_study.study.storage import mask_url, open_storage
     from lrpo_study.tasks.data import resolve_root
+    from lrpo_study.training.cache import TrajectoryCache
     from lrpo_study.training.loop import resolve_device
     from lrpo_study.views import record
 
@@ -39,8 +41,10 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError(f"--best must be >= 1, got {args.best}")
     if args.trial and (len(args.study) != 1 or args.best is not None):
         raise UserError(f"--trial needs exactly one --study and no --best, got --study {args.study} --best {args.best}")
+    cache_dir, cache_max_bytes = cache_settings(args)
     resolve_root(args.data_dir)
     resolve_device(args.device)
+    cache = None if cache_dir is None else TrajectoryCache(cache_dir, max_bytes=cache_max_bytes)
     storage = open_storage(args.storage)
     names = args.study or optuna.get_all_study_names(storage)
     studies = [load_study(args.storage, name) for name in names]
@@ -54,6 +58,10 @@ def handle(args: argparse.Namespace) -> int:
             print(f"{study.study_name}: skipped (split 'paper' has no untouched test set)")
             continue
         results += confirm_study(study, seeds=seeds, top=args.best, device_name=args.device, data_dir=args.data_dir,
-                                 numbers=args.trial)
+                                 numbers=args.trial, cache=cache)
     print(confirmation_table(results))
+    if cache is not None:
+        epochs = sum(r.result.epochs * len(r.result.seeds) for r in results)
+        cached = sum(r.cached_epochs for r in results)
+        print(f"confirm: {cached} of {epochs} epochs came from the trajectory cache ({cached / max(1, epochs):.0%})")
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 from lrpo_study.errors import UserError
 from lrpo_study.names import SAMPLERS
 
-from ._common import DEFAULT_STORAGE, add_data_args, beside, seed
+from ._common import DEFAULT_STORAGE, add_cache_args, add_data_args, beside, cache_settings, seed
 
 DEFAULT_STUDY = Path(__file__).with_name("default_study.toml")
 
@@ -30,9 +30,7 @@ def register(sub: Any) -> None:
     opt.add_argument("--storage-timeout", type=float, default=120.0, metavar="SECONDS",
                      help="how long to wait for a database server that stopped answering before giving up (default %(default)s)")
     opt.add_argument("--checkpoint-dir", help="per-epoch checkpoints so retried trials resume (default: beside a sqlite/journal file; off for servers)")
-    opt.add_argument("--cache-dir", help="trajectory cache: shared epoch prefixes are trained once (default: beside a sqlite/journal file; off for servers)")
-    opt.add_argument("--no-cache", action="store_true", help="train every epoch of every trial")
-    opt.add_argument("--cache-size-mb", type=int, default=2048, help="cache size limit; least recently used entries go first (default %(default)s)")
+    add_cache_args(opt)
     opt.add_argument("--artifact-dir", help="each trial's figure for the dashboard (default: beside a sqlite/journal file; off for servers unless given — use a shared folder)")
     opt.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(opt)
@@ -51,10 +49,7 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
     if not args.storage_timeout > 0:
         raise UserError(f"--storage-timeout must be > 0 seconds, got {args.storage_timeout}")
-    if args.cache_size_mb < 1:
-        raise UserError(f"--cache-size-mb must be >= 1, got {args.cache_size_mb}")
-    if args.no_cache and args.cache_dir:
-        raise UserError("give --cache-dir or --no-cache, not both")
+    cache_dir, cache_max_bytes = cache_settings(args)
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, got {args.workers}")
     specs = [load_spec(path) for path in (args.studies or [DEFAULT_STUDY])]
@@ -78,8 +73,7 @@ def handle(args: argparse.Namespace) -> int:
         workers=args.workers, sampler=args.sampler,
         seed=args.seed, device=args.device, worker_devices=tuple(devices), data_dir=args.data_dir, progress=not args.no_progress,
         checkpoint_dir=args.checkpoint_dir or beside(args.storage, ".checkpoints"),
-        cache_dir=None if args.no_cache else args.cache_dir or beside(args.storage, ".cache"),
-        cache_max_bytes=args.cache_size_mb * 1024**2,
+        cache_dir=cache_dir, cache_max_bytes=cache_max_bytes,
         artifact_dir=args.artifact_dir or beside(args.storage, ".artifacts"),
     )
 

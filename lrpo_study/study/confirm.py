@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from lrpo_study.errors import UserError
 from lrpo_study.tasks import load_loop, load_task
+from lrpo_study.training.cache import TrajectoryCache
 from lrpo_study.training.loop import resolve_device, train
 from lrpo_study.views import record
 from lrpo_study.views.trial import renote
@@ -37,6 +38,7 @@ class Confirmed:
     trial: int
     reference: str | None
     result: record.Confirmation
+    cached_epochs: int = 0  # of all its seeds' epochs, those served by the trajectory cache
 
 
 def chosen_trials(study: optuna.Study, top: int | None, numbers: list[int] | None = None) -> list[FrozenTrial]:
@@ -64,9 +66,10 @@ def _maximizes_first(study: optuna.Study) -> bool:
 
 def confirm_study(
     study: optuna.Study, *, seeds: list[int], top: int | None, device_name: str, data_dir: str | None,
-    numbers: list[int] | None = None,
+    numbers: list[int] | None = None, cache: TrajectoryCache | None = None,
 ) -> list[Confirmed]:
-    """Confirm ``study``'s chosen trials; a task without test data is a ``UserError``."""
+    """Confirm ``study``'s chosen trials; a task without test data is a ``UserError``. With ``cache``, runs
+    of one seed whose schedules agree up to an epoch share it (the results are the same as without)."""
     task_name, options = record.stored_task(study.user_attrs[record.SPEC])
     chosen = chosen_trials(study, top, numbers)  # a bad trial number fails before any data is loaded
     device = resolve_device(device_name)
@@ -82,17 +85,18 @@ def confirm_study(
     out = []
     for trial in chosen:
         r = record.TrialRecord.of(trial)
-        values, seconds = [], []
+        values, seconds, cached = [], [], 0
         for seed in seeds:
             result = train(task=tasks[seed], method=r.method, hyperparameters=r.hyperparameters, seed=seed, device=device,
-                           progress=sys.stderr.isatty(), score_test=True)
+                           progress=sys.stderr.isatty(), score_test=True, cache=cache)
             metric = "test_accuracy" if by_accuracy and "test_accuracy" in result.extras else "test_loss"
             values.append(float(result.extras[metric]))
             seconds.append(result.train_seconds)
+            cached += result.extras["cached_epochs"]
         confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs)
         study.set_user_attr(f"{record.CONFIRM_PREFIX}{trial.number}", confirmation.to_attr())
         renote(study, trial, confirmation)
-        out.append(Confirmed(study.study_name, r.method, trial.number, r.reference, confirmation))
+        out.append(Confirmed(study.study_name, r.method, trial.number, r.reference, confirmation, cached))
     return out
 
 
