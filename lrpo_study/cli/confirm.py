@@ -29,7 +29,7 @@ def handle(args: argparse.Namespace) -> int:
     from lrpo_study.study.confirm import confirm_study, confirmation_table
     from lrpo_study.study.storage import mask_url, open_storage
     from lrpo_study.tasks.data import resolve_root
-    from lrpo_study.training.cache import TrajectoryCache
+    from lrpo_study.training.cache import TrajectoryCache, served_line
     from lrpo_study.training.loop import resolve_device
     from lrpo_study.views import record
 
@@ -63,5 +63,5 @@ def handle(args: argparse.Namespace) -> int:
     if cache is not None:
         epochs = sum(r.result.epochs * len(r.result.seeds) for r in results)
         cached = sum(r.cached_epochs for r in results)
-        print(f"confirm: {cached} of {epochs} epochs came from the trajectory cache ({cached / max(1, epochs):.0%})")
+        print(served_line("confirm", cached=cached, epochs=epochs))
     return 0

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from lrpo_study import interrupts
 from lrpo_study.errors import UserError
 from lrpo_study.tasks import BUILTIN_TASKS, Task, load_loop, load_task
-from lrpo_study.training.cache import TrajectoryCache
+from lrpo_study.training.cache import TrajectoryCache, served_line
 from lrpo_study.training.checkpoints import CheckpointStore, beside_storage
 from lrpo_study.training.loop import resolve_device
 from lrpo_study.views import record
@@ -451,7 +451,7 @@ def cache_share(study: optuna.Study) -> str:
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     epochs = sum(t.user_attrs.get(record.EPOCHS, 0) for t in trials)
     cached = sum(t.user_attrs.get(record.CACHED_EPOCHS, 0) for t in trials)
-    return f"{study.study_name}: {cached} of {epochs} epochs came from the trajectory cache ({cached / max(1, epochs):.0%})"
+    return served_line(study.study_name, cached=cached, epochs=epochs)
 
 
 def run_all(specs: Sequence[StudySpec], options: RunOptions) -> list[optuna.Study]:

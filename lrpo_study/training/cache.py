@@ -176,6 +176,11 @@ def resume_from_cache(
     state.cached_epochs = hits
 
 
+def served_line(who: str, *, cached: int, epochs: int) -> str:
+    """The one line ``optimize`` and ``confirm`` print about what the cache served."""
+    return f"{who}: {cached} of {epochs} epochs came from the trajectory cache ({cached / max(1, epochs):.0%})"
+
+
 class TrajectoryCache:
     def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = 2 * 1024**3) -> None:
         self.store = CheckpointStore(directory, what="trajectory cache entries")
