@@ -19,6 +19,7 @@ from lrpo_study.study.spec import load_spec
 from lrpo_study.study.storage import open_storage
 from lrpo_study.tasks import Task
 from lrpo_study.training.cache import TrajectoryCache
+from lrpo_study.training.checkpoints import CheckpointStore
 from lrpo_study.training.hyperparameters import resolve
 from lrpo_study.training.loop import TrainResult, train
 
@@ -106,6 +107,41 @@ def test_damaged_and_half_written_entries_are_recomputed(small_task: Task, tmp_p
     assert again.extras["cached_epochs"] == 1  # the prefix before the damaged entry
     assert_same_run(again, reference)
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 3  # recomputed and stored again
+
+
+def _flip_middle_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_an_entry_is_a_miss_and_nothing_is_trained_from_it(small_task: Task, tmp_path: Path) -> None:
+    cache = TrajectoryCache(tmp_path / "cache")
+    reference = run("fixed", {"epochs": 3}, small_task, cache)
+    entries = sorted((tmp_path / "cache").glob("*.pt"))
+    assert len(entries) == 3
+    for path in entries:  # the archive stays well-formed: torch.load alone would read a changed weight
+        _flip_middle_byte(path)
+    with pytest.warns(UserWarning, match="do not match the digest"):
+        again = run("fixed", {"epochs": 3}, small_task, cache)
+    assert again.extras["cached_epochs"] == 0
+    assert_same_run(again, reference)
+    # Stored again from the recomputed run, not from the damaged entries: every entry reads back, and a
+    # third run takes all of them and is the same run.
+    assert sorted((tmp_path / "cache").glob("*.pt")) == entries
+    third = run("fixed", {"epochs": 3}, small_task, cache)
+    assert third.extras["cached_epochs"] == 3
+    assert_same_run(third, reference)
+
+
+def test_a_checkpoint_with_a_flipped_byte_is_ignored(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    state = {"epoch": 2, "weights": torch.linspace(0, 1, 4096)}
+    assert store.save("k", state)
+    torch.testing.assert_close(store.load("k")["weights"], state["weights"], rtol=0, atol=0)
+    _flip_middle_byte(store.path("k"))
+    with pytest.warns(UserWarning, match="ignoring unreadable checkpoint .*do not match the digest"):
+        assert store.load("k") is None
 
 
 def test_least_recently_used_entries_are_evicted(small_task: Task, tmp_path: Path) -> None:

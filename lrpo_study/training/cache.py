@@ -15,9 +15,10 @@ gives the next epoch's lr and so the next key — and resumes from its longest
 hit. Results are identical to training from scratch; cached epochs keep the
 seconds measured when they were computed.
 
-Entries are written atomically (temporary file + ``os.replace``), read with
-``torch.load(weights_only=True)``; an unreadable entry is a miss (with a
-warning) and is deleted. Past ``max_bytes`` the least recently used entries
+Entries are written atomically (temporary file + ``os.replace``) with a digest
+of their bytes, and read only when the digest matches (``checkpoints.decode``):
+an entry damaged on disk, even by one flipped bit in a weight, is a miss
+(with a warning) and is deleted, so nothing is trained or stored from it. Past ``max_bytes`` the least recently used entries
 (by modification time, refreshed on every hit) are evicted.
 """
 
@@ -38,7 +39,7 @@ from lrpo_study._version import __version__
 from lrpo_study.schedules import make_schedule
 from lrpo_study.tasks import Task
 
-from .checkpoints import CheckpointStore
+from .checkpoints import CheckpointStore, DamagedFile, read_state
 from .loop_state import LoopState
 from .optimizers import OPTIMIZER_PARAMS
 
@@ -191,13 +192,13 @@ class TrajectoryCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.store.path(key)
-        if not path.exists():
-            return None
         try:
-            state: dict[str, Any] = torch.load(path, weights_only=True)
-        except Exception as exc:  # noqa: BLE001  (a damaged entry is recomputed, never fatal)
+            state = read_state(path)
+        except (DamagedFile, OSError) as exc:  # a damaged entry is recomputed, never fatal
             warnings.warn(f"trajectory cache: ignoring unreadable entry {path.name}: {exc}", stacklevel=2)
             path.unlink(missing_ok=True)
+            return None
+        if state is None:
             return None
         try:
             os.utime(path)
@@ -206,8 +207,8 @@ class TrajectoryCache:
         return state
 
     def put(self, key: str, state: dict[str, Any]) -> None:
-        if self.store.path(key).exists():
-            return
+        # Written even when an entry exists: this epoch was computed, so that entry lay past a miss and may be
+        # the damaged one that caused it (another worker's copy of the same key holds the same state anyway).
         if self.store.save(key, state):
             self._evict()
 

@@ -4,8 +4,11 @@ A checkpoint is keyed by everything that determines the run (study, method,
 model, split, seed, data sizes, every hyperparameter): a retried trial has
 the same key as the trial it replaces, and two trials with identical
 settings would train identically anyway. Files are written atomically
-(temporary file + ``os.replace``) and read with ``torch.load(weights_only=True)``;
-an unreadable file is ignored with a warning and the trial starts from zero.
+(temporary file + ``os.replace``) with a SHA-256 digest of their payload in
+the first line, and read back only when the digest matches, then with
+``torch.load(weights_only=True)`` (which checks the archive's structure, not
+its tensor bytes: one flipped byte in a weight would load). A file that fails
+either check is ignored with a warning and the trial starts from zero.
 Checkpoints are an optimisation: when one cannot be written (a full disk, a
 read-only folder) the partial file is removed, one warning is printed, and the
 run goes on without them.
@@ -14,6 +17,7 @@ run goes on without them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import sys
@@ -30,6 +34,47 @@ from lrpo_study import interrupts
 
 def checkpoint_key(**determining: Any) -> str:
     return hashlib.sha256(json.dumps(determining, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+# The first line of every file: this magic, the payload's SHA-256 in hex, a newline; then torch.save's bytes.
+_MAGIC = b"lrpo-sha256 "
+_HEADER_BYTES = len(_MAGIC) + 64 + 1
+
+
+class DamagedFile(Exception):
+    """A stored state whose bytes are not the ones written (or no state at all)."""
+
+
+def encode(state: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    return _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """The state in ``data``, or ``DamagedFile`` naming what is wrong; the digest is checked before torch reads."""
+    header, payload = data[:_HEADER_BYTES], data[_HEADER_BYTES:]
+    if not header.startswith(_MAGIC) or not header.endswith(b"\n"):
+        raise DamagedFile("no digest header (written by another version, or not a state at all)")
+    if hashlib.sha256(payload).hexdigest().encode() != header[len(_MAGIC):-1]:
+        raise DamagedFile("its bytes do not match the digest written with it")
+    try:
+        state = torch.load(io.BytesIO(payload), weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (whatever torch says of a bad archive, it is a damaged file)
+        raise DamagedFile(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
+    if not isinstance(state, dict):
+        raise DamagedFile(f"it holds a {type(state).__name__}, not a state")
+    return state
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The state stored at ``path``; None when there is none; ``DamagedFile`` when its bytes are not what was written."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return decode(data)
 
 
 # A temporary file this old belongs to a writer that was killed, not to one still writing.
@@ -52,12 +97,13 @@ class CheckpointStore:
         tmp: str | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            data = encode(state)
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{key}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
-                torch.save(state, f)
+                f.write(data)
             os.replace(tmp, self.path(key))
             return True
-        except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        except (OSError, RuntimeError) as exc:  # torch.save reports a failed write (or a Ctrl-C in it) as RuntimeError
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             if interrupts.requested():
@@ -87,12 +133,9 @@ class CheckpointStore:
 
     def load(self, key: str) -> dict[str, Any] | None:
         path = self.path(key)
-        if not path.exists():
-            return None
         try:
-            state: dict[str, Any] = torch.load(path, weights_only=True)
-            return state
-        except Exception as exc:  # noqa: BLE001  (a damaged file must not stop the study)
+            return read_state(path)
+        except (DamagedFile, OSError) as exc:  # a damaged file must not stop the study
             warnings.warn(f"ignoring unreadable checkpoint {path}: {exc}", stacklevel=2)
             return None
 
