@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from lrpo_study.study.storage import open_storage
 
-from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
+from .conftest import REPO, assert_one_line_error, cli, free_port, run_cli, write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LONG = "epochs = 100\nbatch_size = 128"  # a trial runs for seconds even on a fast machine: the tests find it RUNNING
@@ -137,6 +137,32 @@ def test_passwords_never_appear_in_output_or_exports(pg_url: str, tmp_path: Path
         assert not any(secret in text for text in outputs)
     finally:
         optuna.delete_study(study_name=name, storage=pg_url)
+
+
+def test_a_password_with_an_at_sign_is_masked_whole_and_the_storage_can_come_from_the_environment(
+    pg_url: str, tmp_path: Path,
+) -> None:
+    secret = "Sup3r@S3cr3t" + uuid.uuid4().hex[:6]  # unencoded: the driver takes "S3cr3t...@127.0.0.1" for the host
+    bad = pg_url.replace("postgres@", f"postgres:{secret}@")
+    proc = cli("report", "--storage", bad, "-o", str(tmp_path / "r.html"))
+    assert_one_line_error(proc, "postgres:***@127.0.0.1")
+    assert not any(part in proc.stdout + proc.stderr for part in (secret, *secret.split("@")))
+    # The same URL from the environment: nothing on the command line, and still never printed.
+    proc = cli("report", "-o", str(tmp_path / "r.html"), env={"LRPO_STORAGE": bad})
+    assert_one_line_error(proc, "postgres:***@127.0.0.1")
+    assert not any(part in proc.stdout + proc.stderr for part in (secret, *secret.split("@")))
+    good_secret = "Env" + uuid.uuid4().hex[:8]
+    name = f"env-{uuid.uuid4().hex[:8]}"
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=1, fixed="epochs = 1\nbatch_size = 256")
+    try:
+        proc = cli("optimize", str(spec), "--no-progress", "--device", "cpu",
+                   env={"LRPO_STORAGE": pg_url.replace("postgres@", f"postgres:{good_secret}@")})
+        assert proc.returncode == 0, proc.stderr
+        assert good_secret not in proc.stdout + proc.stderr and "postgres:***@" in proc.stdout
+        assert len(optuna.load_study(study_name=name, storage=pg_url).get_trials()) == 1  # it went to that storage
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=pg_url)
 
 
 def test_dashboard_warns_when_bound_beyond_this_machine(tmp_path: Path) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from lrpo_study.errors import UserError
 
 DEFAULT_STORAGE = "sqlite:///lrpo_study.db"  # runner.DEFAULT_STORAGE; not imported here, to keep start-up fast
+STORAGE_VARIABLE = "LRPO_STORAGE"  # so a database password need not appear on a command line (ps, shell history)
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,6 +39,12 @@ def parse_set(items: Sequence[str], *, flag: str = "--set") -> dict[str, Any]:
             raise UserError(f"{flag} {key} takes a single value, got {text!r}")
         values[key] = value
     return values
+
+
+def add_storage_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", default=os.environ.get(STORAGE_VARIABLE) or DEFAULT_STORAGE,
+                   help=f"sqlite:///PATH, journal:PATH or postgresql+psycopg://USER[:PASSWORD]@HOST/DB "
+                        f"(default: ${STORAGE_VARIABLE}, else {DEFAULT_STORAGE})")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

@@ -7,12 +7,12 @@ from typing import Any
 
 from lrpo_study.errors import UserError
 
-from ._common import DEFAULT_STORAGE, add_cache_args, add_data_args, cache_settings, load_study
+from ._common import add_cache_args, add_data_args, add_storage_arg, cache_settings, load_study
 
 
 def register(sub: Any) -> None:
     con = sub.add_parser("confirm", help="re-train Pareto trials with fresh seeds; score on the untouched test set")
-    con.add_argument("--storage", default=DEFAULT_STORAGE)
+    add_storage_arg(con)
     con.add_argument("--study", action="append", default=[], help="study name (repeatable; default: every lrpo_study study)")
     con.add_argument("--seeds", default="42,43,44", help="comma-separated seeds (default %(default)s)")
     con.add_argument("--best", type=int, metavar="N", help="the N best trials on the first objective instead of the Pareto trials")

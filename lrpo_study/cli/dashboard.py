@@ -9,12 +9,12 @@ from typing import Any
 
 from lrpo_study.errors import UserError
 
-from ._common import DEFAULT_STORAGE, beside
+from ._common import add_storage_arg, beside
 
 
 def register(sub: Any) -> None:
     dash = sub.add_parser("dashboard", help="browse the storage in optuna-dashboard")
-    dash.add_argument("--storage", default=DEFAULT_STORAGE)
+    add_storage_arg(dash)
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     dash.add_argument("--port", type=int, default=8080)
     dash.add_argument("--artifact-dir", help="the trials' figures (default: beside a sqlite/journal file, as optimize writes them)")

@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ._common import DEFAULT_STORAGE, load_study
+from ._common import add_storage_arg, load_study
 
 
 def register(sub: Any) -> None:
     exp = sub.add_parser("export", help="write a trial's settings as JSON for load_schedule()")
-    exp.add_argument("--storage", default=DEFAULT_STORAGE)
+    add_storage_arg(exp)
     exp.add_argument("--study", required=True)
     pick = exp.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, help="trial number")

@@ -10,7 +10,7 @@ from typing import Any
 from lrpo_study.errors import UserError
 from lrpo_study.names import SAMPLERS
 
-from ._common import DEFAULT_STORAGE, add_cache_args, add_data_args, beside, cache_settings, seed
+from ._common import add_cache_args, add_data_args, add_storage_arg, beside, cache_settings, seed
 
 DEFAULT_STUDY = Path(__file__).with_name("default_study.toml")
 
@@ -21,7 +21,7 @@ def register(sub: Any) -> None:
         description="Run each study file in turn into one storage. Running a study again resumes it.",
     )
     opt.add_argument("studies", nargs="*", metavar="STUDY.toml", help=f"study files (default: the small built-in study {DEFAULT_STUDY.name})")
-    opt.add_argument("--storage", default=DEFAULT_STORAGE, help="sqlite:///PATH (default %(default)s), journal:PATH or postgresql+psycopg://...")
+    add_storage_arg(opt)
     opt.add_argument("--n-trials", type=int, help="total finished trials wanted per study (a resumed study runs only what is missing); default: the file's n_trials")
     opt.add_argument("--workers", type=int, default=1, help="worker processes on the storage (needs journal: or postgresql)")
     opt.add_argument("--sampler", choices=SAMPLERS, help="override the file's sampler")

@@ -8,12 +8,12 @@ from typing import Any
 
 from lrpo_study.errors import UserError
 
-from ._common import DEFAULT_STORAGE
+from ._common import add_storage_arg
 
 
 def register(sub: Any) -> None:
     rep = sub.add_parser("report", help="one HTML page comparing every method's study in a storage")
-    rep.add_argument("--storage", default=DEFAULT_STORAGE)
+    add_storage_arg(rep)
     rep.add_argument("-o", "--output", default="report.html")
     rep.add_argument("--no-dashboard", action="store_true", help="do not save the figure and notes into the studies")
     rep.set_defaults(handler=handle)

@@ -28,20 +28,38 @@ from .liveness import RetryStaleTrial
 from .retrying import RetryingStorage
 
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-_PASSWORD = re.compile(r"(?P<head>[a-z0-9+.-]+://[^:/@]*:)(?P<pw>[^@]*)(?P<tail>@)", re.IGNORECASE)
+# The user info runs from "//" to the *last* "@": a password may hold an unencoded "@" (or ":" or "/").
+_USER_INFO = re.compile(r"(?P<head>[a-z0-9+.-]+://)(?P<info>\S*)@", re.IGNORECASE)
+
+
+def _secret(url: str) -> str:
+    """What ``mask_url`` hides: everything after the user name's ":" up to the last "@" (all of it when
+    there is no ":" but an "@" inside, which can only be part of a password)."""
+    match = _USER_INFO.match(url)
+    if match is None:
+        return ""
+    user, colon, password = match["info"].partition(":")
+    return password if colon else (user if "@" in user else "")
 
 
 def mask_url(url: str) -> str:
     """``scheme://user:***@host/db``: the only form of a storage URL the tool ever prints."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['tail']}", url)
+    secret = _secret(url)
+    if not secret:
+        return url
+    match = _USER_INFO.match(url)
+    assert match is not None  # _secret found one
+    user = match["info"][: len(match["info"]) - len(secret)]
+    return f"{match['head']}{user}***@{url[match.end():]}"
 
 
 def mask_text(text: str, url: str) -> str:
-    """Mask ``url``'s password wherever it appears in ``text`` (driver error messages echo it)."""
-    match = _PASSWORD.search(url)
+    """Mask ``url``'s password wherever it appears in ``text`` (driver error messages echo it, or a part of it)."""
+    secret = _secret(url)
     text = text.replace(url, mask_url(url))
-    if match and match["pw"]:
-        text = text.replace(match["pw"], "***")
+    if secret:
+        for part in {secret, *secret.split("@")} - {""}:  # a driver may show the part after an "@" as the host
+            text = text.replace(part, "***")
     return text
 
 
