@@ -7,5 +7,5 @@ py=${PYTHON:-.venv/bin/python}
 data=(--data-dir ../shared/data)
 shakespeare=sqlite:///results/issue24-curvature.db
 $py -m lrpo_study optimize studies/shakespeare-curvature.toml --storage $shakespeare "${data[@]}" --no-progress
-$py -m lrpo_study confirm --storage $shakespeare --study shakespeare-curvature --seeds 42,43,44 "${data[@]}"
+$py -m lrpo_study confirm --storage $shakespeare --study shakespeare-curvature --seeds 101,102,103 "${data[@]}"
 $py scripts/summarize_studies.py --storage $shakespeare --goal 1.88 --max-epochs 6

@@ -10,11 +10,11 @@ py=.venv/bin/python
 data=(--data-dir ../shared/data)
 fashion=sqlite:///results/issue25-fashion.db
 $py -m lrpo_study optimize studies/fashion16-cosine.toml studies/pbt.toml --storage $fashion "${data[@]}" --no-progress
-$py -m lrpo_study confirm --storage $fashion --study fashion16-cosine --seeds 42,43,44 "${data[@]}"
-$py -m lrpo_study confirm --storage $fashion --study fashion16-pbt --best 3 --seeds 42,43,44 "${data[@]}"
+$py -m lrpo_study confirm --storage $fashion --study fashion16-cosine --seeds 101,102,103 "${data[@]}"
+$py -m lrpo_study confirm --storage $fashion --study fashion16-pbt --best 3 --seeds 101,102,103 "${data[@]}"
 $py scripts/summarize_studies.py --storage $fashion --goal 0.8742
 shakespeare=sqlite:///results/issue25-shakespeare.db
 $py -m lrpo_study optimize studies/shakespeare-pbt.toml --storage $shakespeare "${data[@]}" --no-progress
-$py -m lrpo_study confirm --storage $shakespeare --study shakespeare-pbt --best 3 --seeds 42,43,44 "${data[@]}"
+$py -m lrpo_study confirm --storage $shakespeare --study shakespeare-pbt --best 3 --seeds 101,102,103 "${data[@]}"
 $py scripts/summarize_studies.py --storage $shakespeare --goal 1.88 --max-epochs 6
 $py scripts/pbt_lineages.py --storage $shakespeare --study shakespeare-pbt --top 3 -o results/issue25-shakespeare-lineages.svg

@@ -64,7 +64,8 @@ def test_a_dataset_study_with_pruning_and_the_cache_is_reproduced_exactly(tmp_pa
     assert f"aug: {served} of {total} epochs came from the trajectory cache" in printed[0]
     assert "trajectory cache" not in printed[1]
     assert not any("test_loss" in t.user_attrs for t in cached)
-    proc = cli("confirm", "--storage", f"sqlite:///{tmp_path / 'cached.db'}", "--seeds", "3", "--best", "1", "--device", "cpu")
+    proc = cli("confirm", "--storage", f"sqlite:///{tmp_path / 'cached.db'}", "--seeds", "3", "--best", "1", "--device", "cpu",
+               "--task", "tests.user_task:augmented_squares")
     assert proc.returncode == 0 and "test_accuracy" in proc.stdout, proc.stderr  # scored on the test Dataset
 
 

@@ -179,7 +179,7 @@ def test_a_study_never_evaluates_the_test_data_and_records_no_test_metric(tmp_pa
     assert len(study.get_trials(states=FINISHED)) == 3
     assert user_task.test_set_evaluations == []
     assert not any(key.startswith("test_") for t in study.trials for key in t.user_attrs)
-    assert main(["confirm", "--storage", url, "--seeds", "1", "--device", "cpu"]) == 0  # confirm does score it
+    assert main(["confirm", "--storage", url, "--seeds", "1", "--device", "cpu", "--task", "tests.user_task:counts_test_passes"]) == 0  # confirm does score it
     assert user_task.test_set_evaluations
     capsys.readouterr()
 

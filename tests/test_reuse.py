@@ -292,3 +292,36 @@ def test_confirm_retrains_with_fresh_seeds_on_the_test_set(storage: str, tmp_pat
     assert f"| cosine | {next(iter(records)).split(':')[1]} |" in summary.stdout
     assert shown in summary.stdout
     assert_one_line_error(cli("confirm", "--storage", storage, "--seeds", "a,b"), "--seeds")
+
+
+def test_confirm_refuses_the_study_s_own_training_seed(storage: str) -> None:
+    before = optuna.load_study(study_name="cosine", storage=storage).user_attrs
+    proc = cli("confirm", "--storage", storage, "--study", "cosine", "--seeds", "42,43,44", "--device", "cpu")
+    assert_one_line_error(proc, "--seeds 42,43,44", "'cosine'", "training seed 42")
+    assert optuna.load_study(study_name="cosine", storage=storage).user_attrs == before  # nothing trained or written
+
+
+def test_confirm_never_imports_code_named_only_by_the_storage(tmp_path: Path) -> None:
+    from lrpo_study.study.storage import open_storage
+    from lrpo_study.views import record
+
+    from .conftest import write_task_study
+
+    url = f"journal:{tmp_path / 'shared.journal'}"
+    spec = write_task_study(tmp_path / "t.toml", name="mine", n_trials=1, epochs=1)
+    assert cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu").returncode == 0
+    # Untouched: the storage names the user's factory, which confirm imports only when its runner names it too.
+    assert_one_line_error(cli("confirm", "--storage", url, "--seeds", "7"), "'tests.user_task:classification'", "--task")
+    marker = tmp_path / "ran"
+    study = optuna.load_study(study_name="mine", storage=open_storage(url))
+    stored = study.user_attrs[record.SPEC]
+    for tampered in ({"name": "os:system", "command": f"touch {marker}"},
+                     {"name": "mine", "loop": "os:system", "command": f"touch {marker}"}):
+        study.set_user_attr(record.SPEC, {**stored, "task": tampered})  # what anyone who can write the journal can do
+        assert_one_line_error(cli("confirm", "--storage", url, "--seeds", "7"), "'os:system'", "code named by the storage")
+        assert_one_line_error(cli("confirm", "--storage", url, "--seeds", "7", "--task", "tests.user_task:classification"),
+                              "'os:system'", "you named 'tests.user_task:classification'")
+        cli("report", "--storage", url, "-o", str(tmp_path / "r.html"))
+        cli("export", "--storage", url, "--study", "mine", "--trial", "0", "-o", str(tmp_path / "s.json"))
+        assert not marker.exists()
+    assert (tmp_path / "r.html").exists() and (tmp_path / "s.json").exists()  # they ran, and imported nothing

@@ -117,7 +117,7 @@ def test_task_without_accuracy_runs_a_single_objective_loss_study_with_an_optuna
             assert t.values[0] == t.user_attrs["curves"]["val_loss"][-1]
     best = optuna.load_study(study_name="loss", storage=url).best_trial
     assert best.values[0] < 0.5  # the linear model learned the target (noise variance 0.01)
-    proc = cli("confirm", "--storage", url, "--study", "loss", "--device", "cpu")
+    proc = cli("confirm", "--storage", url, "--study", "loss", "--device", "cpu", "--task", "tests.user_task:regression")
     assert proc.returncode == 2 and "has no test data" in proc.stderr
 
 

@@ -99,7 +99,8 @@ def test_a_plain_loop_in_your_own_study_is_a_study_of_ours(tmp_path: Path) -> No
     study.optimize(objective, n_trials=spec.n_trials)
     study = check_study_is_ours(url, "plain", artifacts, tmp_path)
     best = max(study.best_trials, key=lambda t: t.values[0])
-    proc = cli("confirm", "--storage", url, "--study", "plain", "--trial", str(best.number), "--seeds", "1,2")
+    proc = cli("confirm", "--storage", url, "--study", "plain", "--trial", str(best.number), "--seeds", "1,2",
+               "--task", "tests.user_loops:plain_fit")
     assert proc.returncode == 0, proc.stderr
     confirmed = optuna.load_study(study_name="plain", storage=url).user_attrs
     result = confirmed[f"confirm:{best.number}"]
@@ -129,7 +130,8 @@ def test_a_lightning_module_trains_the_trials_with_its_own_loss(tmp_path: Path) 
     assert min(losses) >= floor - 1e-4
     val_losses = [t.user_attrs["curves"]["val_loss"][-1] for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert min(val_losses) < floor  # the validation loss is the module's plain cross-entropy
-    no_test = cli("confirm", "--storage", url, "--study", "lit", "--trial", str(study.best_trials[0].number), "--seeds", "1")
+    no_test = cli("confirm", "--storage", url, "--study", "lit", "--trial", str(study.best_trials[0].number), "--seeds", "1",
+                  "--task", "tests.user_loops:lightning_fit")
     # Lightning's own INFO lines come first (the loop is the user's); ours is the one line at the end
     assert no_test.returncode == 2 and "Traceback" not in no_test.stderr, no_test.stderr
     assert "gave no test score" in no_test.stderr.strip().splitlines()[-1]

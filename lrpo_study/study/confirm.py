@@ -7,12 +7,19 @@ final model is scored on the task's test data, which no study ever saw:
 test accuracy when the study's first objective is an accuracy and the task
 has one, else test loss. Results go into
 the study's user_attrs as ``confirm:<trial number>``.
+
+Two checks come first, for every study, before anything is imported or trained: the seeds differ from
+the study's training seed (else a "confirmation" replays the study's own runs, from the trajectory cache
+at that), and code the stored spec names — a task factory or a loop — is imported only when the caller
+names the same reference (``trusted``): anyone who can write to a shared storage could otherwise have
+every machine that confirms run code of their choice.
 """
 
 from __future__ import annotations
 
 import statistics
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +28,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from lrpo_study.errors import UserError
-from lrpo_study.tasks import load_loop, load_task
+from lrpo_study.tasks import BUILTIN_TASKS, load_loop, load_task
 from lrpo_study.training.cache import TrajectoryCache
 from lrpo_study.training.loop import resolve_device, train
 from lrpo_study.views import record
@@ -64,12 +71,41 @@ def _maximizes_first(study: optuna.Study) -> bool:
     return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
 
 
+def code_named(study: optuna.Study) -> str | None:
+    """The ``package.module:function`` the study's stored spec trains with (its loop, else its task
+    factory); None for a built-in task."""
+    task_name, options = record.stored_task(study.user_attrs[record.SPEC])
+    if "loop" in options:
+        return str(options["loop"])
+    return None if task_name in BUILTIN_TASKS else str(task_name)
+
+
+def check_confirmable(study: optuna.Study, *, seeds: list[int], trusted: Collection[str] = ()) -> None:
+    """A ``UserError`` when ``seeds`` include the study's training seed, or when its stored spec names
+    code that is not in ``trusted`` (nothing is imported here)."""
+    train_seed = study.user_attrs[record.SPEC].get("train_seed", 42)
+    if train_seed in seeds:
+        raise UserError(
+            f"--seeds {','.join(map(str, seeds))} include study {study.study_name!r}'s training seed {train_seed}: "
+            "a confirmation needs seeds its trials never trained with"
+        )
+    code = code_named(study)
+    if code is not None and code not in trusted:
+        mismatch = f" (you named {', '.join(map(repr, sorted(trusted)))})" if trusted else ""
+        raise UserError(
+            f"study {study.study_name!r} trains with {code!r}, code named by the storage{mismatch}; confirm imports "
+            f"only code you name: if that is yours, add --task {code!r}"
+        )
+
+
 def confirm_study(
     study: optuna.Study, *, seeds: list[int], top: int | None, device_name: str, data_dir: str | None,
-    numbers: list[int] | None = None, cache: TrajectoryCache | None = None,
+    numbers: list[int] | None = None, cache: TrajectoryCache | None = None, trusted: Collection[str] = (),
 ) -> list[Confirmed]:
-    """Confirm ``study``'s chosen trials; a task without test data is a ``UserError``. With ``cache``, runs
-    of one seed whose schedules agree up to an epoch share it (the results are the same as without)."""
+    """Confirm ``study``'s chosen trials (``check_confirmable`` first: ``trusted`` are the code references
+    the caller vouches for); a task without test data is a ``UserError``. With ``cache``, runs of one seed
+    whose schedules agree up to an epoch share it (the results are the same as without)."""
+    check_confirmable(study, seeds=seeds, trusted=trusted)
     task_name, options = record.stored_task(study.user_attrs[record.SPEC])
     chosen = chosen_trials(study, top, numbers)  # a bad trial number fails before any data is loaded
     device = resolve_device(device_name)
