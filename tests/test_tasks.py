@@ -89,13 +89,22 @@ def test_user_task_through_optimize_export_and_run(tmp_path: Path) -> None:
     assert exported["provenance"]["task_options"] == {"n": 640, "seed": 3}
     assert exported["hyperparameters"]["optimizer"] == "sgd" and "beta1" not in exported["hyperparameters"]
 
-    proc = cli("run", "--settings", str(settings), "--task", "tests.user_task:classification",
-                   "--task-option", "n=640", "--task-option", "seed=3", "--json", "--device", "cpu")
-    assert proc.returncode == 0, proc.stderr
-    again = json.loads(proc.stdout)
     recorded = complete.user_attrs["curves"]
-    for name in ("train_loss", "val_loss", "val_accuracy", "lr"):
-        assert again["curves"][name] == recorded[name], name
+    # The settings replay the workload they were tuned on, task and options, with nothing to add: the same run.
+    for flags in ([], ["--task", "tests.user_task:classification", "--task-option", "n=640", "--task-option", "seed=3"]):
+        proc = cli("run", "--settings", str(settings), *flags, "--json", "--device", "cpu")
+        assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+        again = json.loads(proc.stdout)
+        assert again["task"] == "blobs"
+        for name in ("train_loss", "val_loss", "val_accuracy", "lr"):
+            assert again["curves"][name] == recorded[name], name
+    # Another workload only when asked for, and then said in one line.
+    proc = cli("run", "--settings", str(settings), "--task-option", "n=320", "--json", "--device", "cpu")
+    assert proc.returncode == 0 and proc.stderr.strip() == "run: not the workload these settings were tuned on: n=320 (tuned with 640)"
+    proc = cli("run", "--settings", str(settings), "--task", "fashion-mnist", "--train-size", "256", "--val-size", "128",
+               "--epochs", "1", "--device", "cpu")
+    assert proc.returncode == 0 and proc.stderr.strip().splitlines() == [
+        "run: not the workload these settings were tuned on: task 'fashion-mnist' (tuned on 'tests.user_task:classification')"]
 
 
 def test_task_without_accuracy_runs_a_single_objective_loss_study_with_an_optuna_pruner(tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ def register(sub: Any) -> None:
     run.add_argument("--method", choices=METHODS, help="the schedule (or take it from --settings)")
     run.add_argument("--settings", metavar="SETTINGS.json", help="re-run exported settings (method + every hyperparameter)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any hyperparameter (repeatable)")
-    run.add_argument("--task", default="fashion-mnist", help="a built-in task or package.module:factory (default %(default)s)")
+    run.add_argument("--task", help="a built-in task or package.module:factory (default: the task --settings "
+                                    "were tuned on, else fashion-mnist)")
     run.add_argument("--task-option", action="append", default=[], metavar="KEY=VALUE", help="a task option (repeatable)")
     run.add_argument("--epochs", type=int, help="epochs (default 16; for lrpo split like the paper's 10+1+5)")
-    run.add_argument("--seed", type=seed, default=42)
+    run.add_argument("--seed", type=seed, help="default: the seed --settings were tuned with, else 42")
     run.add_argument("--index", type=int, help="which trial of a --pareto settings file (0-based)")
     for flag, kind, default, choices in (
         ("--model", str, "mlp", ("mlp", "cnn")), ("--split", str, "holdout", ("paper", "holdout")),
@@ -35,12 +36,13 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=handle)
 
 
-def _method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+def _method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The method, its hyperparameters and the settings' provenance (empty without --settings)."""
     overrides = parse_set(args.set)
     if args.settings is None:
         if args.method is None:
             raise UserError("run needs --method or --settings")
-        return args.method, overrides
+        return args.method, overrides, {}
     if args.method is not None:
         raise UserError("give --method or --settings, not both (the settings file names its method)")
     from lrpo_study.integrations.settings import load_settings
@@ -56,21 +58,42 @@ def _method_and_values(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             for phase in ("pretrain_epochs", "finetune_epochs"):
                 if phase not in overrides:
                     values.pop(phase)
-    return settings["method"], {**values, **overrides}
+    return settings["method"], {**values, **overrides}, settings["provenance"]
 
 
-def _task_options(args: argparse.Namespace) -> dict[str, Any]:
+def _given_options(args: argparse.Namespace, task: str) -> dict[str, Any]:
     options = parse_set(args.task_option, flag="--task-option")
     for flag in ("model", "split", "train_size", "val_size"):
         value = getattr(args, flag)
         if value is None:
             continue
-        if args.task != "fashion-mnist":
-            raise UserError(f"--{flag.replace('_', '-')} is a fashion-mnist option; for task {args.task!r} use --task-option KEY=VALUE")
+        if task != "fashion-mnist":
+            raise UserError(f"--{flag.replace('_', '-')} is a fashion-mnist option; for task {task!r} use --task-option KEY=VALUE")
         if flag in options:
             raise UserError(f"give {flag} once: --{flag.replace('_', '-')} or --task-option {flag}=...")
         options[flag] = value
     return options
+
+
+def _workload(args: argparse.Namespace, provenance: dict[str, Any]) -> tuple[str, dict[str, Any], int, str | None]:
+    """The task, its options and the seed to train; settings replay the ones they were tuned on, and a flag
+    that changes them is followed and named in the returned line (None: nothing changed)."""
+    if not provenance:
+        task = args.task or "fashion-mnist"
+        return task, _given_options(args, task), 42 if args.seed is None else args.seed, None
+    recorded_task, recorded_options = provenance["task"], dict(provenance["task_options"] or {})
+    recorded_seed = provenance["seed"] if isinstance(provenance["seed"], int) else 42
+    task = args.task or recorded_task
+    given = _given_options(args, task)
+    options = {**recorded_options, **given} if task == recorded_task else given
+    seed_ = recorded_seed if args.seed is None else args.seed
+    changed = [f"task {task!r} (tuned on {recorded_task!r})"] if task != recorded_task else []
+    changed += [f"{key}={options.get(key)!r} (tuned with {recorded_options.get(key)!r})"
+                for key in sorted(set(options) | set(recorded_options), key=str)
+                if task == recorded_task and options.get(key) != recorded_options.get(key)]
+    changed += [f"seed {seed_} (tuned with {recorded_seed})"] if seed_ != recorded_seed else []
+    note = f"run: not the workload these settings were tuned on: {'; '.join(changed)}" if changed else None
+    return task, options, seed_, note
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -80,19 +103,22 @@ def handle(args: argparse.Namespace) -> int:
     from lrpo_study.training.hyperparameters import resolve, with_defaults
     from lrpo_study.training.loop import Diverged, EpochMetrics, resolve_device, train
 
-    method, values = _method_and_values(args)
+    method, values, provenance = _method_and_values(args)
+    task_name, options, seed_, note = _workload(args, provenance)
+    if note is not None:
+        print(note, file=sys.stderr)
     if args.epochs is not None:
         if "epochs" in values:
             raise UserError("give epochs once: --epochs or --set epochs=N")
         values["epochs"] = args.epochs
     device = resolve_device(args.device)
-    task = load_task(args.task, _task_options(args), data_dir=args.data_dir, seed=args.seed).to(device)
+    task = load_task(task_name, options, data_dir=args.data_dir, seed=seed_).to(device)
     try:  # the task's recipe, under what was given
         hp = resolve(method, with_defaults(method, values, task.defaults))
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     if args.test and task.test is None:
-        raise UserError(f"--test: task {args.task!r} with these options has no test data (the paper split has none)")
+        raise UserError(f"--test: task {task_name!r} with these options has no test data (the paper split has none)")
 
     def table_row(m: EpochMetrics) -> None:
         if m.epoch == 1:
@@ -102,7 +128,7 @@ def handle(args: argparse.Namespace) -> int:
 
     try:
         result = train(
-            task=task, method=method, hyperparameters=hp, seed=args.seed, device=device,
+            task=task, method=method, hyperparameters=hp, seed=seed_, device=device,
             on_epoch=() if args.json else (table_row,), progress=sys.stderr.isatty(),  # no bar in logs
             score_test=args.test,
         )
