@@ -455,3 +455,36 @@ def test_modules_torch_imports_lazily_are_loaded_before_a_trial_can_be_interrupt
     proc = run_cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 's.db'}", "--no-progress", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(note.read_text()) == {"numpy": True, "torch._dynamo": True}
+
+
+OPEN_AT = r"""
+import sys, time
+from lrpo_study.study.storage import open_storage
+import optuna
+url, at = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, at - time.time()))  # every process released at the same instant
+storage = open_storage(url)
+optuna.create_study(storage=storage, study_name="race", directions=["maximize"], load_if_exists=True)
+print("opened")
+"""
+
+
+def test_processes_creating_the_schema_of_one_empty_postgresql_database_at_once_all_run(pg_url: str) -> None:
+    import psycopg
+
+    admin = pg_url.replace("postgresql+psycopg", "postgresql")
+    for attempt in range(2):
+        name = f"lrpo_empty_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        try:
+            url = pg_url.rsplit("/", 1)[0] + f"/{name}"
+            at = time.time() + 4.0  # after every interpreter has imported
+            procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT, url, str(at)], cwd=REPO, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+            outputs = [p.communicate(timeout=120) for p in procs]
+            for p, (out, err) in zip(procs, outputs, strict=True):
+                assert p.returncode == 0 and out.strip() == "opened", (attempt, err)
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -13,8 +13,10 @@ database servers' storages also ride out an outage (``lrpo_study.study.retrying`
 from __future__ import annotations
 
 import os
+import random
 import re
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -98,6 +100,37 @@ def repair_torn_journal(path: str) -> None:
           f"moved its {len(data) - keep} bytes to {path}.torn-{n} and continued", file=sys.stderr, flush=True)
 
 
+# Two processes creating Optuna's schema in one empty database at once: one of them loses a race inside
+# CREATE TABLE / CREATE TYPE (PostgreSQL's catalog: "duplicate key ... pg_type_typname_nsp_index") or the
+# first insert of the version row. The winner's schema is whole once it commits; the loser tries again.
+_SCHEMA_ATTEMPTS = 6
+
+
+def _schema_race(exc: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    text = str(exc)
+    return isinstance(exc, sqlalchemy.exc.IntegrityError) or (
+        isinstance(exc, sqlalchemy.exc.ProgrammingError) and "already exists" in text
+    ) or "pg_type_typname_nsp_index" in text
+
+
+def _create_rdb(url: str, *, heartbeat_interval: int, grace_period: int) -> RDBStorage:
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5; we rely on it knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period, heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=3),
+                )
+        except Exception as exc:
+            if attempt == _SCHEMA_ATTEMPTS - 1 or not _schema_race(exc):
+                raise
+            time.sleep(0.1 * (attempt + 1) + random.random() * 0.1)
+    raise AssertionError("unreachable")
+
+
 def open_storage(
     url: str, *, heartbeat_interval: int = 20, grace_period: int = 60, retry_seconds: float = 120.0,
 ) -> optuna.storages.BaseStorage:
@@ -111,13 +144,7 @@ def open_storage(
             repair_torn_journal(path)
             return JournalStorage(JournalFileBackend(path))
         if scheme in _RDB_SCHEMES:
-            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5; we rely on it knowingly
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                rdb = RDBStorage(
-                    url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=3),
-                )
+            rdb = _create_rdb(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
             if scheme == "sqlite":  # a local file has no outages; its errors (read-only, damaged) are final
                 return rdb
             return RetryingStorage(
