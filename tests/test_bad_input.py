@@ -39,6 +39,9 @@ def world(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str,
     optuna.create_study(study_name="empty", storage=url, directions=["maximize", "minimize"])
     done = optuna.create_study(study_name="done", storage=url, directions=["maximize", "minimize"])
     done.add_trial(optuna.trial.create_trial(values=[0.8, 3.0]))
+    from lrpo_study.study.storage import open_storage
+
+    optuna.create_study(study_name="done", storage=open_storage(f"journal:{tmp / 'existing.journal'}"), directions=["maximize", "minimize"])
     raw = data_dir / "FashionMNIST" / "raw"
     for kind in ("truncated", "corrupted"):
         target = tmp / kind / "FashionMNIST" / "raw"
@@ -164,6 +167,25 @@ CASES = [
     ("dict-batch-without-loss", ["optimize", "{study}"],
      {"study": GOOD_STUDY + '[task]\nname = "tests.user_task:tiny_gpt2"\nwith_loss = false\n'},
      ["tests.user_task:tiny_gpt2", "carries .loss", "compute_loss"]),
+    # Bounds no run can mean, and a search that searches nothing
+    ("toml-search-empty", ["optimize", "{study}"],
+     {"study": GOOD_STUDY.replace("n_trials = 1", "n_trials = 8").split("[search]")[0]}, ["[search] is empty", "8 trials"]),
+    ("toml-epochs-searched-to-1e12", ["optimize", "{study}"],
+     {"study": GOOD_STUDY.replace("[fixed]\nepochs = 2\n", "[fixed]\n") + 'epochs = { type = "int", low = 2, high = 1000000000000 }\n'},
+     ["search.epochs.high", "[1, 100000]"]),
+    ("toml-n-trials-1e21", ["optimize", "{study}"], {"study": GOOD_STUDY.replace("n_trials = 1", "n_trials = 1000000000000000000000")},
+     ["study.n_trials", "1_000_000"]),
+    ("toml-batch-2-62", ["optimize", "{study}"], {"study": GOOD_STUDY.replace("epochs = 2", "epochs = 2\nbatch_size = 4611686018427387904")},
+     ["fixed.batch_size", "[1, 1048576]"]),
+    ("cli-n-trials-1e21", ["optimize", "--n-trials", "1000000000000000000000"], {}, ["--n-trials", "1_000_000"]),
+    ("cli-workers-huge", ["optimize", "--workers", "100000000"], {}, ["--workers", "1024"]),
+    # Refusals that write nothing: a study of another kind under that name, reading commands on no storage
+    ("journal-name-taken", ["optimize", "{study}", "--storage", "journal:{tmp}/existing.journal"],
+     {"study": GOOD_STUDY.replace('name = "s"', 'name = "done"\nobjectives = ["final_val_loss"]')}, ["'done'", "other objectives"]),
+    ("report-missing-sqlite", ["report", "--storage", "sqlite:///{tmp}/missing.db", "-o", "{tmp}/r.html"], {}, ["does not exist", "missing.db"]),
+    ("export-missing-journal", ["export", "--storage", "journal:{tmp}/nope.journal", "--study", "nope", "-o", "{tmp}/x.json"], {},
+     ["does not exist", "nope.journal"]),
+    ("confirm-missing-sqlite", ["confirm", "--storage", "sqlite:///{tmp}/missing.db"], {}, ["does not exist"]),
     ("toml-step-zero", ["optimize", "{study}"],
      {"study": GOOD_STUDY.replace("[fixed]\nepochs = 2\n", "[fixed]\n") + 'epochs = { type = "int", low = 2, high = 4, step = 0 }\n'},
      ["search.epochs.step", "> 0"]),

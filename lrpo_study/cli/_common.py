@@ -83,7 +83,7 @@ def load_study(storage_url: str, name: str) -> Any:
 
     from lrpo_study.study.storage import open_storage
 
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, existing=True)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:

@@ -49,7 +49,7 @@ def handle(args: argparse.Namespace) -> int:
     resolve_root(args.data_dir)
     resolve_device(args.device)
     cache = None if cache_dir is None else TrajectoryCache(cache_dir, max_bytes=cache_max_bytes)
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, existing=True)
     names = args.study or optuna.get_all_study_names(storage)
     studies = [load_study(args.storage, name) for name in names]
     studies = [s for s in studies if record.SPEC in s.user_attrs and s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))]

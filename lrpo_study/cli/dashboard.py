@@ -57,7 +57,7 @@ def handle(args: argparse.Namespace) -> int:
             f"lrpo_study: warning: optuna-dashboard has no authentication; anyone who can reach "
             f"{args.host}:{args.port} can read and change every study in this storage", file=sys.stderr,
         )
-    storage = open_storage(args.storage)
+    storage = open_storage(args.storage, existing=True)
     artifact_dir = args.artifact_dir or beside(args.storage, ".artifacts")
     store = None
     if artifact_dir is not None:

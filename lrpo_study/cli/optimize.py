@@ -43,15 +43,15 @@ def handle(args: argparse.Namespace) -> int:
     from lrpo_study.study.runner import RunOptions, quiet_optuna_logs, run_all
     from lrpo_study.study.spec import load_spec
 
-    if args.n_trials is not None and args.n_trials < 1:
-        raise UserError(f"--n-trials must be >= 1, got {args.n_trials}")
+    if args.n_trials is not None and not 1 <= args.n_trials <= 1_000_000:  # spec.MAX_TRIALS, without importing torch
+        raise UserError(f"--n-trials must be in [1, 1_000_000], got {args.n_trials}")
     if args.heartbeat < 1:
         raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
     if not args.storage_timeout > 0:
         raise UserError(f"--storage-timeout must be > 0 seconds, got {args.storage_timeout}")
     cache_dir, cache_max_bytes = cache_settings(args)
-    if args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    if not 1 <= args.workers <= 1024:
+        raise UserError(f"--workers must be in [1, 1024], got {args.workers}")
     specs = [load_spec(path) for path in (args.studies or [DEFAULT_STUDY])]
     names = [s.name for s in specs]
     if len(set(names)) != len(names):

@@ -23,7 +23,7 @@ def handle(args: argparse.Namespace) -> int:
     from lrpo_study.study.storage import mask_url, open_storage
     from lrpo_study.views.report import collect, save_to_dashboard, write_report
 
-    methods = collect(open_storage(args.storage))
+    methods = collect(open_storage(args.storage, existing=True))
     if not methods:
         raise UserError(f"no lrpo_study study with complete trials in {mask_url(args.storage)}")
     figures = write_report(methods, Path(args.output))

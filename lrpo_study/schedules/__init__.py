@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ._base import Interval, MetricSchedule, Monitor, ScheduleHooks, StepSchedule
-from ._params import Param, validate_params
+from ._params import MAX_BATCH, MAX_EPOCHS, MAX_STEPS, Param, validate_params
 from .cosine import CosineLR, cosine_lr
 from .curvature import CurvatureLR, curvature_factor, hutchinson_trace
 from .fixed import FixedLR, fixed_lr
@@ -42,7 +42,7 @@ SCHEDULES: dict[str, type[Schedule]] = {
 NEEDS_TOTAL_STEPS = ("cosine", "onecycle", "wsd", "pbt")  # their lr at a step depends on the run's length in steps (pbt: on its epochs' length)
 
 __all__ = [
-    "NEEDS_TOTAL_STEPS", "SCHEDULES", "Interval", "MetricSchedule", "Monitor", "Param", "Schedule", "ScheduleHooks", "StepSchedule", "make_schedule", "validate_params",
+    "MAX_BATCH", "MAX_EPOCHS", "MAX_STEPS", "NEEDS_TOTAL_STEPS", "SCHEDULES", "Interval", "MetricSchedule", "Monitor", "Param", "Schedule", "ScheduleHooks", "StepSchedule", "make_schedule", "validate_params",
     "FixedLR", "CosineLR", "OneCycleLR", "LRPO", "GreedyLR", "CurvatureLR", "WSDLR", "PiecewiseLR",
     "fixed_lr", "cosine_lr", "onecycle_lr", "lrpo_lr", "faithful_alpha", "wsd_lr", "piecewise_lr",
     "curvature_factor", "hutchinson_trace",

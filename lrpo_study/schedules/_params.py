@@ -6,6 +6,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+# Upper bounds for counts no run can mean, on a 2-core machine or a GPU cluster: past them a typo (1e12 epochs,
+# a batch of 2**62) would start training, fill a disk with cache entries, or overflow on the way to the loop.
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10**9
+MAX_BATCH = 2**20
+
 
 @dataclass(frozen=True)
 class Param:
@@ -32,13 +38,17 @@ class Param:
                 "list": "a non-empty list of numbers, each"}[self.kind.__name__]
         if self.low is None and self.high is None:
             return kind
+
+        def show(bound: float) -> str:  # an integer bound in full: "[1, 1048576]", not "[1, 1.04858e+06]"
+            return str(int(bound)) if self.kind is int else f"{bound:g}"
+
         if self.high is None:
-            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+            return f"{kind} {'>' if self.low_open else '>='} {show(self.low)}"  # type: ignore[arg-type]
         if self.low is None:
-            return f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+            return f"{kind} {'<' if self.high_open else '<='} {show(self.high)}"
         left = "(" if self.low_open else "["
         right = ")" if self.high_open else "]"
-        return f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
+        return f"{kind} in {left}{show(self.low)}, {show(self.high)}{right}"
 
     def validate(self, name: str, value: Any) -> Any:
         """Return ``value`` coerced to this type, or raise ``ValueError`` naming ``name``."""

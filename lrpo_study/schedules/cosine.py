@@ -8,7 +8,7 @@ import math
 import torch
 
 from ._base import StepSchedule
-from ._params import Param
+from ._params import MAX_STEPS, Param
 
 
 def cosine_lr(step: int, *, base_lr: float, total_steps: int, eta_min: float, warmup_steps: int = 0) -> float:
@@ -27,7 +27,7 @@ class CosineLR(StepSchedule):
     length_dependent = True
     PARAMS = {
         "eta_min": Param(float, 0.0, "final lr", low=0.0, high=1e3),
-        "warmup_steps": Param(int, 0, "linear warm-up steps (batches) before the cosine", low=0),
+        "warmup_steps": Param(int, 0, "linear warm-up steps (batches) before the cosine", low=0, high=MAX_STEPS),
     }
 
     def __init__(

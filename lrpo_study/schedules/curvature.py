@@ -19,7 +19,7 @@ import torch
 from lrpo_study.errors import UserError
 
 from ._base import StepSchedule
-from ._params import Param
+from ._params import MAX_STEPS, Param
 
 
 def hutchinson_trace(
@@ -58,10 +58,10 @@ class CurvatureLR(StepSchedule):
     step_function = False  # the lr follows the Hessian trace of the losses seen
     PARAMS = {
         "lam": Param(float, 1000.0, "λ, applied to tr(H) / parameter count", low=0.0),
-        "estimate_every": Param(int, 20, "batches between Hessian-trace estimates", low=1),
+        "estimate_every": Param(int, 20, "batches between Hessian-trace estimates", low=1, high=MAX_STEPS),
         "beta": Param(float, 0.9, "EMA factor for the trace", low=0.0, high=1.0, high_open=True),
         "clamp": Param(float, 0.25, "lower bound on 1 + λ·tr(H)", low=0.0, low_open=True),
-        "n_probes": Param(int, 1, "Rademacher vectors per estimate", low=1),
+        "n_probes": Param(int, 1, "Rademacher vectors per estimate", low=1, high=1024),
     }
 
     def __init__(

@@ -35,23 +35,23 @@ from typing import Any, Literal
 import torch
 
 from ._base import MetricSchedule
-from ._params import Param
+from ._params import MAX_STEPS, Param
 
 
 class GreedyLR(MetricSchedule):
     PARAMS = {
         "factor": Param(float, 0.95, "F: lr × F on stall, lr / F on improvement", low=0, high=1, low_open=True, high_open=True),
-        "patience": Param(int, 10, "steps of improvement/stall before acting", low=0),
+        "patience": Param(int, 10, "steps of improvement/stall before acting", low=0, high=MAX_STEPS),
         "threshold": Param(float, 1e-6, "minimal improvement that counts", low=0.0),
         "threshold_mode": Param(str, "abs", "abs: loss < best - t; rel: loss < best·(1 - t)", choices=("abs", "rel")),
-        "cooldown": Param(int, 0, "steps of pause after a decrease", low=0),
-        "warmup": Param(int, 0, "steps of pause after an increase", low=0),
+        "cooldown": Param(int, 0, "steps of pause after a decrease", low=0, high=MAX_STEPS),
+        "warmup": Param(int, 0, "steps of pause after an increase", low=0, high=MAX_STEPS),
         "min_lr": Param(float, 1e-5, "lower lr bound", low=0.0, low_open=True, high=1e3),
         "max_lr": Param(float, 1.0, "upper lr bound", low=0.0, low_open=True, high=1e3),
         "eps": Param(float, 1e-8, "ignore lr changes smaller than this", low=0.0),
         "smooth": Param(bool, False, "compare the mean of the last `window` losses"),
-        "window": Param(int, 50, "smoothing window", low=1),
-        "reset_start": Param(int, 0, "full reset after N decreases at min_lr (0: never)", low=0),
+        "window": Param(int, 50, "smoothing window", low=1, high=MAX_STEPS),
+        "reset_start": Param(int, 0, "full reset after N decreases at min_lr (0: never)", low=0, high=MAX_STEPS),
         "interval": Param(str, "epoch", "step per batch (train loss) or per epoch (validation loss)", choices=("step", "epoch")),
     }
 

@@ -21,7 +21,7 @@ import torch
 
 from . import _predictor as predictor
 from ._base import MetricSchedule
-from ._params import Param
+from ._params import MAX_EPOCHS, Param
 
 
 def faithful_alpha(losses: list[float]) -> float:
@@ -50,8 +50,8 @@ class LRPO(MetricSchedule):
     _STATE_PARAMS = frozenset({"alpha"})
     length_dependent = True
     PARAMS = {
-        "pretrain_epochs": Param(int, 10, "epochs at the base lr before the jump", low=1),
-        "finetune_epochs": Param(int, 5, "epochs at finetune_lr after the jump", low=0),
+        "pretrain_epochs": Param(int, 10, "epochs at the base lr before the jump", low=1, high=MAX_EPOCHS),
+        "finetune_epochs": Param(int, 5, "epochs at finetune_lr after the jump", low=0, high=MAX_EPOCHS),
         "finetune_lr": Param(float, 1e-3, "lr after the jump", low=0.0, low_open=True, high=1e3),
         "variant": Param(str, "faithful", "how α is decided", choices=("faithful", "predicted", "manual")),
         "alpha": Param(float, None, "jump factor (variant='manual' only)", low=0.5, high=2.0, optional=True),

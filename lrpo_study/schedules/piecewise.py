@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 
 from ._base import StepSchedule
-from ._params import Param
+from ._params import MAX_EPOCHS, Param
 
 
 def piecewise_lr(step: int, *, lrs: Sequence[float], piece_steps: int) -> float:
@@ -26,7 +26,7 @@ class PiecewiseLR(StepSchedule):
     PARAMS = {
         "lrs": Param(list, [0.05], "the lr of each piece, in order (the last one holds after the end)",
                      low=0.0, low_open=True, high=1e3),
-        "piece_epochs": Param(int, 1, "epochs per piece (a PBT generation)", low=1),
+        "piece_epochs": Param(int, 1, "epochs per piece (a PBT generation)", low=1, high=MAX_EPOCHS),
     }
 
     def __init__(

@@ -13,7 +13,7 @@ import math
 import torch
 
 from ._base import StepSchedule
-from ._params import Param
+from ._params import MAX_STEPS, Param
 
 DECAY_SHAPES = ("linear", "cosine", "1-sqrt")
 
@@ -51,10 +51,10 @@ class WSDLR(StepSchedule):
     interval = "step"
     length_dependent = True  # when the decay starts depends on the planned length
     PARAMS = {
-        "warmup_steps": Param(int, 0, "linear warm-up steps (batches)", low=0),
+        "warmup_steps": Param(int, 0, "linear warm-up steps (batches)", low=0, high=MAX_STEPS),
         "decay_fraction": Param(float, 0.2, "the decay's share of the run (unless decay_steps is given)",
                                 low=0.0, high=1.0, low_open=True),
-        "decay_steps": Param(int, 0, "the decay's length in steps (0: decay_fraction of the run)", low=0),
+        "decay_steps": Param(int, 0, "the decay's length in steps (0: decay_fraction of the run)", low=0, high=MAX_STEPS),
         "decay_shape": Param(str, "1-sqrt", "how the lr falls in the decay", choices=DECAY_SHAPES),
         "min_lr_ratio": Param(float, 0.0, "the floor, as a fraction of the peak lr", low=0.0, high=1.0, high_open=True),
     }

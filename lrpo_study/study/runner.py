@@ -168,13 +168,41 @@ def create_study(spec: StudySpec, *, storage: str | optuna.storages.BaseStorage)
     )
 
 
-def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create the study (or load it, checking it is the same kind) and enqueue reference trials once."""
-    study = optuna.create_study(
-        study_name=spec.name, storage=storage, directions=spec.directions, load_if_exists=True,
-    )
+def check_existing(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study | None:
+    """The stored study of ``spec``'s name (None when there is none), refused in one line when it is
+    another kind of study; nothing is written."""
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        return None
+    _check_same_kind(spec, study)
+    return study
+
+
+def _check_same_kind(spec: StudySpec, study: optuna.Study) -> None:
     if [d.name.lower() for d in study.directions] != spec.directions:
         raise UserError(f"{spec.path}: study {spec.name!r} already exists with other objectives; rename it")
+    stored = study.user_attrs.get(record.SPEC)
+    if stored is None:
+        return
+    if stored["method"] != spec.method:
+        raise UserError(f"{spec.path}: study {spec.name!r} already exists for method {stored['method']!r}")
+    changed = spec_changes(stored, spec.to_dict())
+    if changed:
+        raise UserError(
+            f"{spec.path}: study {spec.name!r} in this storage was made from a different study file "
+            f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}): its trials would be mixed with "
+            "these; give the study a new [study] name, or use another --storage"
+        )
+
+
+def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create the study (or load it, checking first that it is the same kind: a refused file writes
+    nothing) and enqueue reference trials once."""
+    study = check_existing(spec, storage) or optuna.create_study(
+        study_name=spec.name, storage=storage, directions=spec.directions, load_if_exists=True,
+    )
+    _check_same_kind(spec, study)  # another process may have created it meanwhile
     stored = study.user_attrs.get(record.SPEC)
     if stored is None:
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2; the dashboard needs the names
@@ -187,16 +215,6 @@ def prepare_study(spec: StudySpec, storage: optuna.storages.BaseStorage) -> optu
                 study.enqueue_trial(params, user_attrs={"reference": tag}, skip_if_exists=True)
         if spec.pbt is not None:
             pbt.seed_population(study, spec)
-    elif stored["method"] != spec.method:
-        raise UserError(f"{spec.path}: study {spec.name!r} already exists for method {stored['method']!r}")
-    else:
-        changed = spec_changes(stored, spec.to_dict())
-        if changed:
-            raise UserError(
-                f"{spec.path}: study {spec.name!r} in this storage was made from a different study file "
-                f"({'; '.join(changed[:3])}{'; ...' if len(changed) > 3 else ''}): its trials would be mixed with "
-                "these; give the study a new [study] name, or use another --storage"
-            )
     return study
 
 
@@ -358,6 +376,15 @@ class _Monitor:
 
 
 def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
+    task = check_study(spec, options)
+    _import_lazy_modules()
+    with interrupts.as_exception():  # from the first write on, Ctrl-C fails the running trial and closes the storage
+        return _run_study(spec, options, task)
+
+
+def check_study(spec: StudySpec, options: RunOptions) -> Task | None:
+    """The refusals of ``spec`` under ``options`` that need no storage (``check_existing`` is the one that
+    does), before anything is written; returns its task (None for a loop's study)."""
     if options.workers > 1 and not options.storage.startswith(("journal:", "postgresql", "mysql")):
         raise UserError(
             f"--workers {options.workers} needs a storage several processes can share: "
@@ -370,10 +397,11 @@ def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
         if options.cache_dir is None:
             raise UserError(f"pbt study {spec.name!r} needs the trajectory cache (members start from each other's states): "
                             "drop --no-cache, or give --cache-dir (a folder every worker shares) for a server storage")
-    task = spec_task(spec, options)
-    _import_lazy_modules()
-    with interrupts.as_exception():  # from the first write on, Ctrl-C fails the running trial and closes the storage
-        return _run_study(spec, options, task)
+    target = options.n_trials or spec.n_trials
+    if not spec.search and spec.pbt is None and target > 1:
+        raise UserError(f"{spec.path}: [search] is empty, so all {target} trials would be the same run; "
+                        "search at least one hyperparameter (or train it once with: python -m lrpo_study run)")
+    return spec_task(spec, options)
 
 
 def _import_lazy_modules() -> None:
@@ -455,10 +483,16 @@ def cache_share(study: optuna.Study) -> str:
 
 
 def run_all(specs: Sequence[StudySpec], options: RunOptions) -> list[optuna.Study]:
-    studies = []
+    tasks = [check_study(spec, options) for spec in specs]  # every file's refusals before any study runs or writes
+    storage = options.open_storage()
     for spec in specs:
+        check_existing(spec, storage)
+    _import_lazy_modules()
+    studies = []
+    for spec, task in zip(specs, tasks, strict=True):
         start = time.perf_counter()
-        study = run_study(spec, options)
+        with interrupts.as_exception():  # from the first write on, Ctrl-C fails the running trial and closes the storage
+            study = _run_study(spec, options, task)
         print(pareto_table(study))
         if options.cache_dir is not None:
             print(cache_share(study))

@@ -27,6 +27,7 @@ OBJECTIVES: dict[str, Direction] = {
     "train_seconds": "minimize",
     "epochs": "minimize",
 }
+MAX_TRIALS = 1_000_000  # a study's trials; past this a typo (1e21), not a plan
 SINGLE_PRUNERS = ("median", "successive_halving", "hyperband", "none")
 MULTI_PRUNERS = ("quantile", "none")
 _STUDY_KEYS = {
@@ -156,9 +157,8 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
             raise fail(f"study.{key}", "required")
     _choice(study, "method", METHODS, fail)
     _choice(study, "sampler", SAMPLERS, fail)
-    for key in ("n_trials",):
-        if key in study and study[key] < 1:
-            raise fail(f"study.{key}", f"must be >= 1, got {study[key]}")
+    if "n_trials" in study and not 1 <= study["n_trials"] <= MAX_TRIALS:
+        raise fail("study.n_trials", f"must be in [1, {MAX_TRIALS:_}], got {study['n_trials']}")
     if not study["name"].strip():
         raise fail("study.name", "must not be empty")
     for key in ("seed", "train_seed"):

@@ -131,11 +131,26 @@ def _create_rdb(url: str, *, heartbeat_interval: int, grace_period: int) -> RDBS
     raise AssertionError("unreachable")
 
 
+def _missing_file(url: str, scheme: str) -> str | None:
+    """The path of a SQLite or Journal storage's file when it does not exist; None otherwise."""
+    path = url[len("journal:"):] if scheme == "journal" else url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+    if not path or path == ":memory:" or Path(path).exists():
+        return None
+    return path
+
+
 def open_storage(
     url: str, *, heartbeat_interval: int = 20, grace_period: int = 60, retry_seconds: float = 120.0,
+    existing: bool = False,
 ) -> optuna.storages.BaseStorage:
-    """Open (and, for RDB, connect to) the storage; every failure is a one-line ``UserError``."""
+    """Open (and, for RDB, connect to) the storage; every failure is a one-line ``UserError``. With
+    ``existing`` (the commands that only read: report, export, confirm, dashboard) a SQLite or Journal
+    file that is not there is that error, not a new empty file."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    missing = _missing_file(url, scheme) if existing else None
+    if missing is not None:
+        raise UserError(f"storage {mask_url(url)} does not exist (no file {missing!r}); "
+                        "optimize creates it, the other commands read it")
     try:
         if scheme == "journal":
             path = url[len("journal:"):]

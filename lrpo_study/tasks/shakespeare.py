@@ -64,8 +64,8 @@ OPTIONS: dict[str, Param] = {
     "bias": Param(bool, False, "biases in linear layers and LayerNorms"),
     "attention": Param(str, "fused", "fused: torch's fastest kernel; math: differentiable twice (the curvature schedule)",
                        choices=("fused", "math")),
-    "epoch_windows": Param(int, 2400, "training windows per epoch (tokens = this x block_size)", low=1),
-    "val_windows": Param(int, 400, "validation windows, evenly spaced", low=1),
+    "epoch_windows": Param(int, 2400, "training windows per epoch (tokens = this x block_size)", low=1, high=10**8),
+    "val_windows": Param(int, 400, "validation windows, evenly spaced", low=1, high=10**8),
 }
 
 

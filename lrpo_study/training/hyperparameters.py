@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lrpo_study.names import METHODS
-from lrpo_study.schedules import SCHEDULES, Param, validate_params
+from lrpo_study.schedules import MAX_BATCH, MAX_EPOCHS, SCHEDULES, Param, validate_params
 
 from .optimizers import OPTIMIZER_PARAMS, check_optimizer, irrelevant_keys
 
@@ -16,8 +16,8 @@ if tuple(SCHEDULES) != METHODS:  # the command line offers METHODS without impor
 TRAIN_PARAMS: dict[str, Param] = {
     # Bounded far above any lr that trains, so that no value overflows float32 on the way to the optimizer.
     "lr": Param(float, 0.05, "initial (pretrain / peak) learning rate", low=0.0, low_open=True, high=1e3),
-    "batch_size": Param(int, 1024, "batch size", low=1),
-    "epochs": Param(int, 16, "epochs (for lrpo: pretrain + 1 + finetune)", low=1),
+    "batch_size": Param(int, 1024, "batch size", low=1, high=MAX_BATCH),
+    "epochs": Param(int, 16, "epochs (for lrpo: pretrain + 1 + finetune)", low=1, high=MAX_EPOCHS),
     "grad_clip": Param(float, 0.0, "clip the gradient's norm to this before each step (0: off)", low=0.0, high=1e6),
     **OPTIMIZER_PARAMS,
 }
