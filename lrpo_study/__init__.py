@@ -13,7 +13,7 @@ from ._version import __version__
 
 _EXPORTS = {
     "SCHEDULES": ".schedules", "MetricSchedule": ".schedules", "Schedule": ".schedules", "StepSchedule": ".schedules",
-    "make_schedule": ".schedules", "load_schedule": ".integrations.settings", "load_settings": ".integrations.settings",
+    "make_schedule": ".schedules", "load_schedule": ".integrations.settings", "load_optimizer": ".integrations.settings", "load_settings": ".integrations.settings",
     "validate_settings": ".integrations.settings", "Task": ".tasks", "load_task": ".tasks", "TrialRun": ".study.trial_run",
     "TrialRunError": ".study.trial_run", "load_spec": ".study.spec", "parse_spec": ".study.spec",
     "create_study": ".study.runner",
@@ -21,12 +21,17 @@ _EXPORTS = {
 
 __all__ = [
     "SCHEDULES", "MetricSchedule", "Schedule", "StepSchedule", "Task", "TrialRun", "TrialRunError", "__version__",
-    "create_study", "load_schedule", "load_settings", "load_spec", "load_task", "make_schedule", "parse_spec",
+    "create_study", "load_optimizer", "load_schedule", "load_settings", "load_spec", "load_task", "make_schedule", "parse_spec",
     "validate_settings",
 ]
 
 if TYPE_CHECKING:
-    from lrpo_study.integrations.settings import load_schedule, load_settings, validate_settings
+    from lrpo_study.integrations.settings import (
+        load_optimizer,
+        load_schedule,
+        load_settings,
+        validate_settings,
+    )
     from lrpo_study.schedules import (
         SCHEDULES,
         MetricSchedule,

@@ -325,3 +325,38 @@ def test_confirm_never_imports_code_named_only_by_the_storage(tmp_path: Path) ->
         cli("export", "--storage", url, "--study", "mine", "--trial", "0", "-o", str(tmp_path / "s.json"))
         assert not marker.exists()
     assert (tmp_path / "r.html").exists() and (tmp_path / "s.json").exists()  # they ran, and imported nothing
+
+
+def test_load_schedule_and_load_optimizer_take_one_trial_of_a_pareto_file(storage: str, tmp_path: Path) -> None:
+    import warnings
+
+    import torch
+
+    from lrpo_study import load_optimizer
+
+    one = tmp_path / "one.json"
+    assert cli("export", "--storage", storage, "--study", "greedy", "--trial", "0", "-o", str(one)).returncode == 0
+    first = {k: v for k, v in json.loads(one.read_text()).items() if k != "schema_version"}
+    second = {**first, "hyperparameters": {**first["hyperparameters"], "lr": 0.0123, "momentum": 0.5, "nesterov": True,
+                                           "weight_decay": 3e-4}}
+    pareto = tmp_path / "pareto.json"
+    pareto.write_text(json.dumps({"schema_version": 3, "trials": [first, second]}))
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=r"index=0\.\.1"):
+        load_schedule(pareto, torch.optim.SGD(model.parameters(), lr=1.0))
+    optimizer = load_optimizer(pareto, model.parameters(), index=1)
+    group = optimizer.param_groups[0]
+    assert type(optimizer) is torch.optim.SGD
+    assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.0123, 0.5, True, 3e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the tuned optimizer: nothing to warn about
+        schedule = load_schedule(pareto, optimizer, index=1)
+    assert schedule.get_last_lr() == [0.0123]
+    assert load_optimizer(pareto, model.parameters(), index=0).param_groups[0]["lr"] == first["hyperparameters"]["lr"]
+    # Only the lr travels in load_schedule: another optimizer is said, naming what differs.
+    with pytest.warns(UserWarning, match=r"AdamW, tuned with SGD"):
+        load_schedule(pareto, torch.optim.AdamW(model.parameters()), index=1)
+    with pytest.warns(UserWarning, match=r"momentum=0\.9, tuned with 0\.5"):
+        load_schedule(pareto, torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9, nesterov=True, weight_decay=3e-4), index=1)
+    with pytest.raises(ValueError, match="index"):
+        load_schedule(load_settings(pareto, index=0), optimizer, index=1)

@@ -16,6 +16,7 @@ import copy
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import torch
 
 from lrpo_study.schedules import NEEDS_TOTAL_STEPS, Schedule, make_schedule
 from lrpo_study.training.hyperparameters import METHODS, TRAIN_PARAMS, expected_keys, resolve
+from lrpo_study.training.optimizers import build_optimizer
 
 SCHEMA_VERSION = 3
 SETTINGS_KEYS = {"method", "hyperparameters", "objectives", "provenance"}
@@ -145,12 +147,50 @@ def load_settings(path: str | os.PathLike[str], *, index: int | None = None) -> 
     return validate_settings(upgrade(body))
 
 
+def _one_setting(path_or_settings: str | os.PathLike[str] | Mapping[str, Any], index: int | None) -> dict[str, Any]:
+    if isinstance(path_or_settings, Mapping):
+        if index is not None:
+            raise ValueError(f"index picks one trial of a --pareto settings file, not of settings already loaded, got {index=}")
+        return validate_settings(dict(path_or_settings))
+    return load_settings(path_or_settings, index=index)
+
+
+def load_optimizer(
+    path_or_settings: str | os.PathLike[str] | Mapping[str, Any], params: Iterable[torch.nn.Parameter], *,
+    index: int | None = None, decay_matrices_only: bool = False,
+) -> torch.optim.Optimizer:
+    """The optimizer the settings were tuned with, over ``params``: its type (SGD or AdamW), lr, momentum and
+    Nesterov or betas and ε, and weight decay (``decay_matrices_only``: none on biases and norms, nanoGPT's
+    recipe). ``index`` picks one trial of a ``--pareto`` file."""
+    hp = _one_setting(path_or_settings, index)["hyperparameters"]
+    return build_optimizer(params, hp, matrices_only=decay_matrices_only)
+
+
+def optimizer_differences(optimizer: torch.optim.Optimizer, hp: Mapping[str, Any]) -> list[str]:
+    """How ``optimizer`` (its first param group) differs from the one ``hp`` was tuned with, besides the lr."""
+    group = optimizer.param_groups[0]
+    tuned = torch.optim.AdamW if hp["optimizer"] == "adamw" else torch.optim.SGD
+    if not isinstance(optimizer, tuned):
+        return [f"{type(optimizer).__name__}, tuned with {tuned.__name__}"]
+    expected = ({"betas": (hp["beta1"], hp["beta2"]), "eps": hp["adam_eps"]} if hp["optimizer"] == "adamw"
+                else {"momentum": hp["momentum"], "nesterov": hp["nesterov"]})
+    expected["weight_decay"] = hp["weight_decay"]
+    found = []
+    for key, value in expected.items():
+        have = group.get(key)
+        if have is not None and (tuple(have) if isinstance(value, tuple) else have) != value:
+            found.append(f"{key}={have!r}, tuned with {value!r}")
+    return found
+
+
 def load_schedule(
     path_or_settings: str | os.PathLike[str] | Mapping[str, Any], optimizer: torch.optim.Optimizer, *,
-    steps_per_epoch: int | None = None, params: Iterable[torch.Tensor] | None = None,
+    index: int | None = None, steps_per_epoch: int | None = None, params: Iterable[torch.Tensor] | None = None,
     probe: Callable[[float], float] | None = None, seed: int = 0, **overrides: Any,
 ) -> Schedule:
-    """The exported schedule, ready for ``optimizer`` (any model, any data, any framework).
+    """The exported schedule, ready for ``optimizer`` (any model, any data, any framework); ``index`` picks
+    one trial of a ``--pareto`` file. Build ``optimizer`` with ``load_optimizer``: only the lr is set here,
+    and an optimizer other than the tuned one (type, momentum, betas, weight decay) is warned about.
 
     Sets each param group's lr to the tuned ``lr`` (groups keep their ratios to
     the first group). What a method needs beyond the optimizer:
@@ -170,10 +210,7 @@ def load_schedule(
     special cases; ``lrpo_study.integrations`` has PyTorch Lightning's and the Hugging Face
     Trainer's glue.
     """
-    settings = (
-        validate_settings(dict(path_or_settings)) if isinstance(path_or_settings, Mapping)
-        else load_settings(path_or_settings)
-    )
+    settings = _one_setting(path_or_settings, index)
     method = settings["method"]
     hp = resolve(method, {**settings["hyperparameters"], **overrides}) if overrides else settings["hyperparameters"]
     if steps_per_epoch is not None and (type(steps_per_epoch) is not int or steps_per_epoch < 1):
@@ -185,6 +222,10 @@ def load_schedule(
         raise ValueError("curvature needs params=model.parameters() to estimate the Hessian trace")
     if method == "lrpo" and hp["variant"] == "predicted" and probe is None:
         raise ValueError("lrpo variant 'predicted' needs probe=fn(alpha) -> loss after a short probe")
+    differences = optimizer_differences(optimizer, hp)
+    if differences:
+        warnings.warn(f"load_schedule: the optimizer is not the one these settings were tuned with ({'; '.join(differences)}); "
+                      "build it with lrpo_study.load_optimizer(settings, model.parameters())", UserWarning, stacklevel=2)
     before = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
     first = optimizer.param_groups[0]["lr"]
     try:
