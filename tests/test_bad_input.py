@@ -159,7 +159,7 @@ CASES = [
                'probe_candidates = { type = "int", low = 3, high = 5, when = { variant = "predcted" } }\n'},
      ["search.probe_candidates.when.variant", "'predcted'", "never holds"]),
     ("dataset-items-not-tensors", ["run", "--method", "fixed", "--task", "tests.user_task:items_not_tensors"], {},
-     ["items must be tensors, tuples or dicts of tensors", "a tuple of list, int"]),
+     ["items must be tensors, or tuples or dicts of tensors, numbers", "a tuple of list, int"]),
     ("dataset-negative-workers", ["run", "--method", "fixed", "--task", "tests.user_task:negative_workers"], {},
      ["num_workers must be an integer >= 0", "-1"]),
     ("dataset-loader-not-dataset", ["run", "--method", "fixed", "--task", "tests.user_task:a_loader"], {},

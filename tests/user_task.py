@@ -208,3 +208,17 @@ def negative_workers() -> Task:
 def a_loader() -> Task:
     squares = Squares(8, seed=0, augment=False)
     return Task(build_model=lambda: nn.Linear(2, 2), train=torch.utils.data.DataLoader(squares), val=squares)
+
+
+def stock_fashion_mnist(*, n: int = 1024) -> Task:
+    """torchvision's own FashionMNIST as a user would take it: items (Tensor, int), the class an ``int``."""
+    import os
+
+    from torch.utils.data import Subset
+    from torchvision import datasets, transforms
+
+    data = datasets.FashionMNIST(os.environ["LRPO_DATA_DIR"], train=True, download=False, transform=transforms.ToTensor())
+    return Task(
+        build_model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)),
+        train=Subset(data, range(n)), val=Subset(data, range(n, n + 512)), name="stock-fashion-mnist",
+    )

@@ -9,6 +9,7 @@ augmentation draws fresh randomness every epoch, and the same seed reproduces ev
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,13 +21,21 @@ from ._identity import hash_tensor
 Batch = Any  # a tensor pair, a tuple of tensors or a dict of str -> tensor
 
 
+def _leaf(value: Any) -> bool:
+    """What ``default_collate`` stacks into one tensor: a tensor, a number (a torchvision dataset's class
+    index is an ``int``), a NumPy array or scalar."""
+    return isinstance(value, (torch.Tensor, numbers.Number)) and not isinstance(value, bool) or (
+        type(value).__module__ == "numpy" and type(value).__name__ == "ndarray")
+
+
 def describe_item(item: Any) -> str | None:
-    """None for an item the loop can batch (a tensor, a tuple/list or dict of tensors), else what it is."""
+    """None for an item the loop can batch (a tensor, or a tuple/list or dict of what ``default_collate``
+    stacks into tensors: tensors, numbers, NumPy arrays), else what it is."""
     if isinstance(item, torch.Tensor):
         return None
-    if isinstance(item, (tuple, list)) and item and all(isinstance(t, torch.Tensor) for t in item):
+    if isinstance(item, (tuple, list)) and item and all(_leaf(t) for t in item):
         return None
-    if isinstance(item, Mapping) and item and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in item.items()):
+    if isinstance(item, Mapping) and item and all(isinstance(k, str) and _leaf(v) for k, v in item.items()):
         return None
     if isinstance(item, (tuple, list)):
         return f"a {type(item).__name__} of {', '.join(type(t).__name__ for t in item) or 'nothing'}"
@@ -46,7 +55,8 @@ def check_dataset(name: str, data: Any) -> None:
     with torch.random.fork_rng(devices=[]):  # looking at an item must not move the run's randomness
         problem = describe_item(data[0])
     if problem is not None:
-        raise TypeError(f"Task.{name}'s items must be tensors, tuples or dicts of tensors, got {problem}")
+        raise TypeError(f"Task.{name}'s items must be tensors, or tuples or dicts of tensors, numbers or NumPy arrays, "
+                        f"got {problem}")
 
 
 def dataset_fingerprint(data: Dataset, *, samples: int = 64) -> str:
@@ -66,8 +76,8 @@ def _tensors(item: Any) -> list[torch.Tensor]:
     if isinstance(item, torch.Tensor):
         return [item]
     if isinstance(item, Mapping):
-        return [item[k] for k in sorted(item)]
-    return list(item)
+        return [torch.as_tensor(item[k]) for k in sorted(item)]
+    return [torch.as_tensor(t) for t in item]
 
 
 def to_device(batch: Batch, device: torch.device, *, non_blocking: bool = False) -> Batch:
