@@ -300,7 +300,8 @@ def test_confirm_branches_wsd_runs_of_one_seed_from_their_shared_trunk(tmp_path:
     assert run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu").returncode == 0
 
     def confirm(*flags: str) -> tuple[str, dict]:
-        proc = run_cli("confirm", "--storage", url, "--best", "3", "--seeds", "7", "--device", "cpu", *flags)
+        proc = run_cli("confirm", "--storage", url, "--best", "3", "--seeds", "7", "--device", "cpu",
+                       "--task", "tests.user_task:classification", *flags)
         assert proc.returncode == 0, proc.stderr
         study = optuna.load_study(study_name="wsd-confirm", storage=url)
         return proc.stdout, {k: v["values"] for k, v in study.user_attrs.items() if k.startswith("confirm:")}

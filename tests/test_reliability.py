@@ -26,10 +26,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LONG = "epochs = 100\nbatch_size = 128"  # a trial runs for seconds even on a fast machine: the tests find it RUNNING
 
 
-def start(*args: str) -> subprocess.Popen[str]:
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "lrpo_study", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=os.environ.copy(),
+        text=True, env={**os.environ, **(env or {})},
     )
 
 
@@ -424,7 +424,8 @@ def test_a_trial_killed_under_one_thread_count_is_not_resumed_under_another(tmp_
     url = f"journal:{tmp_path / 's.journal'}"
     spec = write_study(tmp_path / "s.toml", name=name, n_trials=2, fixed=LONG)
     checkpoints = tmp_path / "ckpt"
-    proc = start("optimize", str(spec), "--storage", url, "--no-progress", "--checkpoint-dir", str(checkpoints))
+    every_core = {"OMP_NUM_THREADS": str(os.cpu_count())}  # the suite's processes train with one thread otherwise
+    proc = start("optimize", str(spec), "--storage", url, "--no-progress", "--checkpoint-dir", str(checkpoints), env=every_core)
     victim = wait_for_running(name, url, older_than=1.5)
     for _ in range(600):  # on a loaded machine the first epoch may take longer than the probe: wait for its checkpoint
         if list(checkpoints.glob("*.pt")):

@@ -32,7 +32,7 @@ def test_shipped_study_files_are_valid(path: Path) -> None:
         (GOOD + '\n[pruning]\nrule = "median"\n', ["pruning.rule", "median"]),
         (GOOD.replace('name = "bad"', 'name = "bad"\nobjectives = ["speed"]'), ["study.objectives", "speed"]),
         (GOOD.replace('method = "fixed"', 'method = "adam"'), ["study.method", "adam"]),
-        (GOOD.replace("epochs = 2", "epochs = 0"), ["fixed.epochs", ">= 1"]),
+        (GOOD.replace("epochs = 2", "epochs = 0"), ["fixed.epochs", "[1, 100000]"]),
         (GOOD.replace("epochs = 2", "momentum = true"), ["fixed.momentum", "number"]),
         (GOOD.replace("lr = {", "factor = {"), ["search.factor", "unknown hyperparameter"]),
         (GOOD.replace('type = "float"', 'type = "complex"'), ["search.lr.type"]),

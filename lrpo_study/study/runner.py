@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.study import MaxTrialsCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from lrpo_study import interrupts
@@ -58,9 +58,10 @@ class RunOptions:
     cache_max_bytes: int = 2 * 1024**3
     artifact_dir: str | None = None
 
-    def open_storage(self) -> optuna.storages.BaseStorage:
+    def open_storage(self, *, wait_for_server: bool = False) -> optuna.storages.BaseStorage:
         return open_storage(
             self.storage, heartbeat_interval=self.heartbeat, grace_period=3 * self.heartbeat, retry_seconds=self.storage_timeout,
+            wait_for_server=wait_for_server,
         )
 
 
@@ -295,7 +296,7 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
     task = task or spec_task(spec, options)
     seed = spec.seed if options.seed is None else options.seed
     study = optuna.load_study(
-        study_name=spec.name, storage=options.open_storage(),
+        study_name=spec.name, storage=options.open_storage(wait_for_server=options.workers > 1),  # its parent reached it
         sampler=pbt.LineageSampler() if spec.pbt else make_sampler(options.sampler or spec.sampler, seed, parallel=options.workers > 1),
         pruner=optuna_pruner(spec.pruning) if len(spec.objectives) == 1 else None,
     )
@@ -315,8 +316,21 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
         return
     study.optimize(
         _within_total(study, objective, target), n_trials=n_trials, gc_after_trial=False, catch=(_OverTotal,),
-        callbacks=[MaxTrialsCallback(target, states=(*FINISHED, TrialState.RUNNING))],
+        callbacks=[_stop_at(target)],
     )
+
+
+def _stop_at(target: int) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Stop this process once the storage holds ``target`` finished or running trials; a trial whose worker
+    stopped beating counts as what it is (failed, and re-queued) rather than as one that will finish."""
+    counting = MaxTrialsCallback(target, states=(*FINISHED, TrialState.RUNNING))
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        with _chosen_features():  # fail_stale_trials is "experimental"; Optuna calls it itself at each trial start
+            optuna.storages.fail_stale_trials(study)
+        counting(study, trial)
+
+    return callback
 
 
 class _Monitor:

@@ -27,7 +27,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from lrpo_study.errors import UserError
 
 from .liveness import RetryStaleTrial
-from .retrying import RetryingStorage
+from .retrying import RetryingStorage, StorageUnavailable, is_transient
 
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 # The user info runs from "//" to the *last* "@": a password may hold an unencoded "@" (or ":" or "/").
@@ -115,8 +115,12 @@ def _schema_race(exc: BaseException) -> bool:
     ) or "pg_type_typname_nsp_index" in text
 
 
-def _create_rdb(url: str, *, heartbeat_interval: int, grace_period: int) -> RDBStorage:
-    for attempt in range(_SCHEMA_ATTEMPTS):
+def _create_rdb(url: str, *, heartbeat_interval: int, grace_period: int, wait_seconds: float) -> RDBStorage:
+    """Optuna's RDBStorage; a lost schema race is tried again, and for ``wait_seconds`` so is a server that
+    does not answer (a worker process started while it was away: its parent already reached it)."""
+    deadline = time.monotonic() + wait_seconds
+    races = 0
+    while True:
         try:
             with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5; we rely on it knowingly
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -125,10 +129,19 @@ def _create_rdb(url: str, *, heartbeat_interval: int, grace_period: int) -> RDBS
                     grace_period=grace_period, heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=3),
                 )
         except Exception as exc:
-            if attempt == _SCHEMA_ATTEMPTS - 1 or not _schema_race(exc):
+            if _schema_race(exc) and races < _SCHEMA_ATTEMPTS:
+                races += 1
+                time.sleep(0.1 * races + random.random() * 0.1)
+            elif is_transient(exc) and time.monotonic() + 1.0 < deadline:
+                time.sleep(1.0)
+            elif is_transient(exc) and wait_seconds:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise StorageUnavailable(
+                    f"storage {mask_url(url)} unreachable for {wait_seconds:.0f} s ({mask_text(first, url)}); the trials "
+                    "already stored are kept: run the same command again when it is back"
+                ) from None
+            else:
                 raise
-            time.sleep(0.1 * (attempt + 1) + random.random() * 0.1)
-    raise AssertionError("unreachable")
 
 
 def _missing_file(url: str, scheme: str) -> str | None:
@@ -141,11 +154,13 @@ def _missing_file(url: str, scheme: str) -> str | None:
 
 def open_storage(
     url: str, *, heartbeat_interval: int = 20, grace_period: int = 60, retry_seconds: float = 120.0,
-    existing: bool = False,
+    existing: bool = False, wait_for_server: bool = False,
 ) -> optuna.storages.BaseStorage:
     """Open (and, for RDB, connect to) the storage; every failure is a one-line ``UserError``. With
     ``existing`` (the commands that only read: report, export, confirm, dashboard) a SQLite or Journal
-    file that is not there is that error, not a new empty file."""
+    file that is not there is that error, not a new empty file. With ``wait_for_server`` a database server
+    that does not answer is waited for up to ``retry_seconds`` (else a refused connection is final at once:
+    a wrong host or port)."""
     scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
     missing = _missing_file(url, scheme) if existing else None
     if missing is not None:
@@ -159,7 +174,8 @@ def open_storage(
             repair_torn_journal(path)
             return JournalStorage(JournalFileBackend(path))
         if scheme in _RDB_SCHEMES:
-            rdb = _create_rdb(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+            rdb = _create_rdb(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                              wait_seconds=retry_seconds if wait_for_server and scheme != "sqlite" else 0.0)
             if scheme == "sqlite":  # a local file has no outages; its errors (read-only, damaged) are final
                 return rdb
             return RetryingStorage(

@@ -36,6 +36,7 @@ import optuna
 import torch
 
 from lrpo_study._version import __version__
+from lrpo_study.errors import UserError, exception_chain
 from lrpo_study.schedules import NEEDS_TOTAL_STEPS, SCHEDULES, Schedule, make_schedule
 from lrpo_study.training.hyperparameters import TRAIN_PARAMS, resolve, with_defaults
 from lrpo_study.training.optimizers import build_optimizer
@@ -291,4 +292,6 @@ class TrialRun:
         try:
             publish(self.trial, outcome=outcome or self.outcome or "complete", artifact_dir=self.artifact_dir)
         except Exception as exc:  # noqa: BLE001  (a full disk, a read-only artifact folder, ...)
+            if any(isinstance(e, UserError) for e in exception_chain(exc)):
+                raise  # the storage gone for good: the study's end, said once by whoever reports it
             warnings.warn(f"could not write trial {self.trial.number}'s dashboard figure or note: {exc}", stacklevel=3)

@@ -23,6 +23,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from lrpo_study import interrupts
+from lrpo_study.errors import UserError, exception_chain
 
 __all__ = ["GRACE_S", "run_workers"]
 
@@ -79,7 +80,7 @@ def _join(processes: list[tuple[BaseProcess, Connection]], on_death: Callable[[]
             except EOFError:  # killed (out of memory, SIGKILL) before it could say anything
                 outcome, error = "died", None
             if outcome == "error":
-                raise error  # type: ignore[misc]  # an exception: _worker_main sends nothing else
+                raise _relinked(error)
             if outcome == "interrupted":
                 raise KeyboardInterrupt
             if outcome == "died":
@@ -114,14 +115,29 @@ def _worker_main(connection: Connection, target: Callable[..., None], args: tupl
     except KeyboardInterrupt:
         connection.send(("interrupted", None))
     except BaseException as error:  # noqa: BLE001  (every failure goes to the parent, which reports it once)
+        # The whole chain, not the last exception: pickling drops __cause__ and __context__, and what an error
+        # means is often behind it (a storage gone for good behind Optuna's own error in a finally: block).
+        chain = exception_chain(error)
         try:
-            connection.send(("error", error))
-        except Exception:  # noqa: BLE001  (one that cannot be pickled, holding a lock or a socket: its type and message)
-            connection.send(("error", RuntimeError(f"{type(error).__name__}: {error}")))
+            connection.send(("error", chain))
+        except Exception:  # noqa: BLE001  (one that cannot be pickled, holding a lock or a socket: type and message)
+            connection.send(("error", [_plain(e) for e in chain]))
     else:
         connection.send(("done", None))
     finally:
         connection.close()
+
+
+def _plain(error: BaseException) -> BaseException:
+    """An exception that crosses a pipe: a user error as itself, any other as its type and message."""
+    return UserError(str(error)) if isinstance(error, UserError) else RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _relinked(chain: list[BaseException]) -> BaseException:
+    """The worker's exception with the exceptions behind it linked again (as ``__context__``)."""
+    for outer, inner in zip(chain, chain[1:], strict=False):
+        outer.__context__ = inner
+    return chain[0]
 
 
 def _stop_once(signum: int, frame: object) -> None:

@@ -60,7 +60,8 @@ def decode(data: bytes) -> dict[str, Any]:
     if hashlib.sha256(payload).hexdigest().encode() != header[len(_MAGIC):-1]:
         raise DamagedFile("its bytes do not match the digest written with it")
     try:
-        state = torch.load(io.BytesIO(payload), weights_only=True)
+        buffer = io.BytesIO(payload)
+        state = torch.load(buffer, weights_only=True)
     except Exception as exc:  # noqa: BLE001  (whatever torch says of a bad archive, it is a damaged file)
         raise DamagedFile(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__) from None
     if not isinstance(state, dict):
