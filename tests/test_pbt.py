@@ -218,3 +218,103 @@ def test_a_pbt_study_searches_lr_only_and_does_not_prune(tmp_path: Path) -> None
     spec.write_text(spec.read_text().replace("[task]", '[pruning]\nrule = "quantile"\n[task]'))
     assert_one_line_error(cli("optimize", str(spec), "--storage", f"sqlite:///{tmp_path / 'p.db'}"),
                           "pruning.rule", "do not prune")
+
+
+RELEASED_TOGETHER = r"""
+import os, sys, time
+import lrpo_study.study.runner  # torch, optuna and the package imported before the release: nothing left to skew it
+from lrpo_study.cli import main
+ready, go = sys.argv[1], sys.argv[2]
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.001)
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _fail_one_generation_zero(spec_path: Path, url: str) -> None:
+    """A population whose member 0 failed in generation 0 and nothing retries it yet (a resume's repair does)."""
+    from lrpo_study.study.runner import prepare_study
+    from lrpo_study.study.spec import load_spec
+
+    study = prepare_study(load_spec(spec_path), open_storage(url))
+    trial = study.ask()  # pops member 0's generation 0
+    study.tell(trial, state=TrialState.FAIL)
+
+
+@pytest.mark.parametrize("scenario", ["fresh", "resume"])
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_two_processes_released_at_once_train_each_generation_once(
+    backend: str, scenario: str, tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    """Five studies, each with two optimize processes released at the same instant (seeding a fresh
+    population, or repairing a failed generation on resume): no (member, generation) trained twice."""
+    import uuid
+
+    go = tmp_path / "go"
+    runs = []
+    for attempt in range(5):
+        name = f"pbt-race-{uuid.uuid4().hex[:8]}"
+        spec = write_pbt_study(tmp_path / f"{name}.toml", name=name, pbt="population = 3\ninterval = 1", epochs=2,
+                               task='name = "tests.user_task:classification"\nn = 256')
+        url = f"journal:{tmp_path / f'{name}.journal'}" if backend == "journal" else request.getfixturevalue("pg_url")
+        if scenario == "resume":
+            _fail_one_generation_zero(spec, url)
+        procs = [subprocess.Popen(
+            [sys.executable, "-c", RELEASED_TOGETHER, str(tmp_path / f"{name}.{i}.ready"), str(go), "optimize", str(spec),
+             "--storage", url, "--no-progress", "--device", "cpu", "--cache-dir", str(tmp_path / f"{name}.cache")],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ) for i in range(2)]
+        runs.append((attempt, name, url, procs))
+    try:
+        for _ in range(6000):
+            if len(list(tmp_path.glob("*.ready"))) == 10 or any(p.poll() is not None for *_, ps in runs for p in ps):
+                break
+            time.sleep(0.01)
+        go.touch()
+        for attempt, name, url, procs in runs:
+            errors = [p.communicate(timeout=240)[1] for p in procs]
+            assert all(p.returncode == 0 for p in procs), (attempt, errors)
+            study = optuna.load_study(study_name=name, storage=open_storage(url))
+            check_lineages(study, population=3, n_generations=2, interval=1)  # no (member, generation) twice
+    finally:
+        for _, name, url, procs in runs:
+            for p in procs:
+                p.kill()
+            if backend == "postgres":
+                optuna.delete_study(study_name=name, storage=url)
+
+
+def test_a_generation_interrupted_after_planning_its_successor_is_retried_before_it(tmp_path: Path) -> None:
+    # The window between a generation's last write of curves and Optuna marking it COMPLETE: its successor is
+    # already queued, naming it as parent, when the trial ends FAIL (a Ctrl-C just then).
+    from lrpo_study.study import pbt
+    from lrpo_study.study.objective import Objective
+    from lrpo_study.study.runner import prepare_study
+    from lrpo_study.study.spec import load_spec
+    from lrpo_study.tasks import load_task
+    from lrpo_study.training.cache import TrajectoryCache
+
+    path = write_pbt_study(tmp_path / "pbt.toml", name="pbt-window", pbt="population = 2\ninterval = 1", epochs=3,
+                           task='name = "tests.user_task:classification"\nn = 256')
+    url = f"sqlite:///{tmp_path / 'pbt.db'}"
+    spec = load_spec(path)
+    prepare_study(spec, open_storage(url))
+    study = optuna.load_study(study_name="pbt-window", storage=open_storage(url), sampler=pbt.LineageSampler())
+    task = load_task(spec.task, spec.task_options, seed=spec.train_seed)
+    objective = pbt.PBTObjective(spec, Objective(spec, task, torch.device("cpu"), cache=TrajectoryCache(f"{url[10:]}.cache")).run)
+    study.optimize(objective, n_trials=2)  # generation 0 of both members; each plans its generation 1
+    trial = study.ask()  # member 0's generation 1 ...
+    objective(trial)  # ... trains, stores its curves and plans generation 2 with itself as parent ...
+    study.tell(trial, state=TrialState.FAIL)  # ... and is never marked COMPLETE
+    premature = [t for t in study.get_trials(states=(TrialState.WAITING,)) if t.user_attrs["pbt_parent"] == trial.number]
+    assert premature and premature[0].user_attrs["pbt_generation"] == 2
+
+    resumed = run_cli("optimize", str(path), "--storage", url, "--no-progress", "--device", "cpu")
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="pbt-window", storage=url)
+    gens = check_lineages(study, population=2, n_generations=3, interval=1)  # every parent a finished trial
+    retry = gens[(0, 1)]
+    assert retry.user_attrs["retried_from"] == trial.number
+    assert gens[(0, 2)].datetime_start > retry.datetime_complete  # the successor waited for its predecessor
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))

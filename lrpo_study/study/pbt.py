@@ -23,7 +23,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -224,17 +224,57 @@ class PBTObjective:
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         planned = Generation.of(trial.user_attrs)
         if planned is None:
-            trial.set_user_attr(record.PRUNED_REASON, "not run: another worker took the waiting generation")
-            raise NotRun
+            _not_run(trial, "another worker took the waiting generation")
+        planned = _ready(trial, self.spec, planned)
         generation = decide(trial.study, self.spec, planned)
         for key, value in generation.attrs().items():
             trial.set_user_attr(key, value)
         try:
             values = self.train(trial, lineage_spec(self.spec, generation))
-        finally:  # complete or diverged (its score is the worst: the member exploits another next time)
-            if trial.user_attrs.get(record.CURVES):
-                plan_next(trial.study, self.spec, trial.number, generation)
+        except optuna.TrialPruned:  # diverged: finished, its score the worst (the member exploits another next time)
+            plan_next(trial.study, self.spec, trial.number, generation)
+            raise
+        # Planned before Optuna marks this trial COMPLETE: if that write never happens (Ctrl-C just now), the
+        # successor finds no finished parent when it starts (``_ready``) and waits for this generation's retry.
+        plan_next(trial.study, self.spec, trial.number, generation)
         return values
+
+
+def _not_run(trial: optuna.Trial, reason: str) -> NoReturn:
+    trial.set_user_attr(record.PRUNED_REASON, f"not run: {reason}")
+    raise NotRun
+
+
+def _ready(trial: optuna.Trial, spec: StudySpec, planned: Generation) -> Generation:
+    """``planned`` if this trial is the one to train its (member, generation) now, its parent a finished trial
+    of the previous generation; else ``NotRun`` (the trial fails with the reason, and trains nothing).
+
+    Whatever the timing between processes and machines, one trial trains each (member, generation): of the
+    live trials enqueued for it (two processes seeding one population, or both re-queuing a failed
+    generation on resume), the lowest-numbered one. A generation starts only after its member's previous
+    generation finished: a successor planned by a run that then failed waits for that generation's retry,
+    which plans it again."""
+    study = trial.study
+    key = (planned.member, planned.generation)
+    same = [t for t in _by_generation(study, _LIVE).get(key, []) if t.number != trial.number]
+    done = [t.number for t in same if t.state in FINISHED]
+    if done:
+        _not_run(trial, f"trial {done[0]} already trained member {key[0]} generation {key[1]}")
+    earlier = [t.number for t in same if t.number < trial.number]
+    if earlier:
+        _not_run(trial, f"trial {earlier[0]} trains member {key[0]} generation {key[1]}")
+    if planned.generation == 0 or planned.lrs:  # generation 0, or decided by its first run (from a finished parent)
+        return planned
+    previous = _by_generation(study, FINISHED).get((planned.member, planned.generation - 1))
+    if not previous:
+        if (planned.member, planned.generation - 1) not in _by_generation(study, _LIVE):
+            failed = _by_generation(study, (TrialState.FAIL,)).get((planned.member, planned.generation - 1), [])
+            real = [t for t in failed if not str(t.user_attrs.get(record.PRUNED_REASON, "")).startswith("not run")]
+            if real:  # nobody retries it yet: queue it (a duplicate from another process is not run, above)
+                study.enqueue_trial({}, user_attrs=retry_attrs(real[-1]))
+        _not_run(trial, f"member {planned.member}'s generation {planned.generation - 1} has not finished "
+                        "(it was interrupted); it plans this generation again when it does")
+    return dataclasses.replace(planned, parent=previous[-1].number)
 
 
 def optimize(study: optuna.Study, objective: PBTObjective, *, poll: float = 0.5) -> None:

@@ -133,7 +133,7 @@ def count_finished(study: optuna.Study) -> int:
 
 
 class _OverTotal(Exception):
-    """This trial was created after the study reached its total in another process."""
+    """This trial is not run: the study reached its total in another process, or another trial is that reference."""
 
 
 def _within_total(study: optuna.Study, objective: Callable[[optuna.Trial], Any], target: int) -> Callable[[optuna.Trial], Any]:
@@ -147,6 +147,15 @@ def _within_total(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
             study.stop()
             trial.set_user_attr(record.PRUNED_REASON, f"not run: the study had reached its total of {target} trials")
             raise _OverTotal
+        tag = trial.user_attrs.get(record.REFERENCE)
+        if tag is not None and not trial.user_attrs.get(record.RETRIED_FROM):
+            # Two processes creating one study may both enqueue its references: the lowest-numbered one runs.
+            twins = [t.number for t in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING, TrialState.WAITING))
+                     if t.user_attrs.get(record.REFERENCE) == tag and t.number < trial.number
+                     and not t.user_attrs.get(record.RETRIED_FROM)]
+            if twins:
+                trial.set_user_attr(record.PRUNED_REASON, f"not run: trial {twins[0]} is the {tag} reference")
+                raise _OverTotal
         return objective(trial)
 
     return guarded
