@@ -186,6 +186,13 @@ CASES = [
     ("export-missing-journal", ["export", "--storage", "journal:{tmp}/nope.journal", "--study", "nope", "-o", "{tmp}/x.json"], {},
      ["does not exist", "nope.journal"]),
     ("confirm-missing-sqlite", ["confirm", "--storage", "sqlite:///{tmp}/missing.db"], {}, ["does not exist"]),
+    # What a user's loop or task gets wrong that can be seen before any study is created
+    ("loop-two-arguments", ["optimize", "{study}"],
+     {"study": GOOD_STUDY + '[task]\nloop = "tests.user_loops:two_arguments"\n'}, ["must take one argument", "two_arguments(run: 'TrialRun', data: 'object')"]),
+    ("task-model-a-string", ["run", "--method", "fixed", "--task", "tests.user_task:model_is_a_string"], {},
+     ["build_model() returned a str", "torch.nn.Module"]),
+    ("task-float-class-targets", ["optimize", "{study}"],
+     {"study": GOOD_STUDY + '[task]\nname = "tests.user_task:float_class_targets"\n'}, ["torch.float32", "cross-entropy", "loss="]),
     ("toml-step-zero", ["optimize", "{study}"],
      {"study": GOOD_STUDY.replace("[fixed]\nepochs = 2\n", "[fixed]\n") + 'epochs = { type = "int", low = 2, high = 4, step = 0 }\n'},
      ["search.epochs.step", "> 0"]),

@@ -200,8 +200,9 @@ def test_misuse_of_the_api_is_a_value_error_naming_the_cause() -> None:
     run = TrialRun(study.ask(), spec)
     with pytest.raises(ValueError, match="without reporting any epoch"):
         run.finish()
+    lr = run.hyperparameters["lr"]  # the searched lr reached the loop (which builds its own optimizer with it)
     for _ in range(run.epochs):
-        run.report(train_loss=1.0, val_loss=1.0, val_accuracy=0.5, lr=0.1)
+        run.report(train_loss=1.0, val_loss=1.0, val_accuracy=0.5, lr=lr)
     with pytest.raises(ValueError, match="one too many"):
         run.report(train_loss=1.0, val_loss=1.0, val_accuracy=0.5, lr=0.1)
 
@@ -234,3 +235,88 @@ def test_readme_loop_examples_run(name: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = optuna.load_study(study_name=study_name, storage=url).get_trials(states=FINISHED)
     assert len(trials) == total and all(t.user_attrs["epochs"] >= 1 and t.user_attrs["curves"]["lr"] for t in trials)
+
+
+def _loop_study(path: Path, loop: str, *, n_trials: int = 3, epochs: int = 2, task: str = "") -> Path:
+    path.write_text(
+        f'[study]\nname = "{loop}"\nmethod = "fixed"\nn_trials = {n_trials}\nsampler = "random"\n'
+        f'[task]\nloop = "tests.user_loops:{loop}"\n{task}\n[fixed]\nepochs = {epochs}\n'
+        '[search]\nlr = { type = "float", low = 0.01, high = 0.2, log = true }\n'
+    )
+    return path
+
+
+def _failure_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.strip().splitlines() if " failed: " in line]
+
+
+def test_an_exception_in_a_loop_fails_that_trial_alone_and_the_study_goes_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    proc = cli("optimize", str(_loop_study(tmp_path / "s.toml", "raises_in_trial_1")), "--storage", url, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _failure_lines(proc.stderr) == ["lrpo_study: trial 1 failed: RuntimeError: the data server went away"]
+    study = optuna.load_study(study_name="raises_in_trial_1", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    failed = study.trials[1].user_attrs
+    assert failed["fail_reason"] == "RuntimeError: the data server went away" and "raises_in_trial_1" in failed["fail_traceback"]
+
+
+@pytest.mark.parametrize(("loop", "reason"), [
+    ("always_raises", "ValueError: broken in trial 1"),
+    ("report_typo", "TypeError: TrialRun.report() got an unexpected keyword argument 'train_los'"),
+    ("returns_after_one_epoch", "the loop reported 1 of its 2 epochs and returned"),
+])
+def test_failing_trials_stop_the_study_after_max_failures_in_one_line(loop: str, reason: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    proc = cli("optimize", str(_loop_study(tmp_path / "s.toml", loop)), "--storage", url, "--no-progress", "--max-failures", "2")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(_failure_lines(proc.stderr)) == 2 and all(reason.split(":")[0] in line for line in _failure_lines(proc.stderr))
+    assert lines[-1].startswith(f"lrpo_study: error: {loop}: 2 trials failed (--max-failures 2): trials 0, 1; the last: ")
+    assert reason in lines[-1]
+    study = optuna.load_study(study_name=loop, storage=url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]  # never COMPLETE with fewer epochs
+    assert all(reason in t.user_attrs["fail_reason"] for t in study.trials[1:])
+
+
+def test_a_loop_that_stops_early_on_purpose_says_so_and_completes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    proc = cli("optimize", str(_loop_study(tmp_path / "s.toml", "stops_early_on_purpose", n_trials=2, epochs=3)),
+               "--storage", url, "--no-progress")
+    assert proc.returncode == 0 and _failure_lines(proc.stderr) == [], proc.stderr
+    for t in optuna.load_study(study_name="stops_early_on_purpose", storage=url).trials:
+        assert t.state == TrialState.COMPLETE and t.user_attrs["epochs"] == 1
+        assert t.user_attrs["stopped_early"] == "validation loss stopped improving"
+
+
+def test_a_hanging_loop_fails_its_trial_after_the_trial_timeout_and_the_study_goes_on(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    spec = _loop_study(tmp_path / "s.toml", "hangs_in_trial_0", n_trials=2)
+    proc = run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--trial-timeout", "4", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert _failure_lines(proc.stderr) == ["lrpo_study: trial 0 failed: ran longer than --trial-timeout 4 s"]
+    study = optuna.load_study(study_name="hangs_in_trial_0", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["fail_reason"] == "ran longer than --trial-timeout 4 s"
+
+
+def test_a_searched_value_that_never_reaches_the_loop_is_refused(tmp_path: Path) -> None:
+    # The loop trains with its own optimizer at its own lr and reports it: every trial would be the same run.
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    proc = cli("optimize", str(_loop_study(tmp_path / "s.toml", "own_lr")), "--storage", url, "--no-progress")
+    assert_one_line_error(proc, "searches 'lr'", "never reached the loop and reports its own lr", "make_optimizer")
+    # The same loop reading what the study searches is a study.
+    proc = cli("optimize", str(_loop_study(tmp_path / "t.toml", "blobs_fit")), "--storage", url, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    lrs = {t.params["lr"] for t in optuna.load_study(study_name="blobs_fit", storage=url).trials}
+    assert len(lrs) == 3
+
+
+def test_a_task_option_the_loop_never_reads_is_refused_after_its_first_trial(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    proc = cli("optimize", str(_loop_study(tmp_path / "s.toml", "reads_hidden", task="hiden = 64")), "--storage", url, "--no-progress")
+    assert_one_line_error(proc, "[task] option 'hiden' was never read", "it reads ['hidden']")
+    proc = cli("optimize", str(_loop_study(tmp_path / "t.toml", "reads_hidden", task="hidden = 64")), "--storage",
+               f"sqlite:///{tmp_path / 't.db'}", "--no-progress")
+    assert proc.returncode == 0, proc.stderr

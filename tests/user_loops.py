@@ -160,3 +160,80 @@ def loss_only_fit(run: TrialRun) -> None:
 
 
 NOT_CALLABLE = 3
+
+
+def _blobs_fit(run: TrialRun, *, epochs: int | None = None, lr: float | None = None, hook: Any = None) -> None:
+    """A small, fast plain loop on Gaussian blobs: ``epochs`` reported (default: the run's), an optimizer of its
+    own at ``lr`` when given (else the run's), ``hook(run, epoch)`` before each report."""
+    gen = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 8, generator=gen) * 1.5
+    y = torch.randint(0, 4, (640,), generator=gen)
+    x = centers[y] + torch.randn(640, 8, generator=gen)
+    torch.manual_seed(run.seed)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr) if lr is not None else run.make_optimizer(model.parameters())
+    for epoch in range(run.epochs if epochs is None else epochs):
+        for i in range(0, 512, 64):
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            out = model(x[512:])
+        if hook is not None:
+            hook(run, epoch)
+        run.report(train_loss=loss.item(), val_loss=float(F.cross_entropy(out, y[512:])),
+                   val_accuracy=float((out.argmax(1) == y[512:]).float().mean()), **({"lr": lr} if lr is not None else {}))
+
+
+def blobs_fit(run: TrialRun) -> None:
+    _blobs_fit(run)
+
+
+def raises_in_trial_1(run: TrialRun) -> None:
+    """The user's code fails in one trial only."""
+    def hook(run: TrialRun, epoch: int) -> None:
+        if run.trial.number == 1 and epoch == 1:
+            raise RuntimeError("the data server went away")
+    _blobs_fit(run, hook=hook)
+
+
+def always_raises(run: TrialRun) -> None:
+    raise ValueError(f"broken in trial {run.trial.number}")
+
+
+def report_typo(run: TrialRun) -> None:
+    run.report(train_los=1.0, val_loss=1.0, val_accuracy=0.5)  # type: ignore[call-arg]
+
+
+def returns_after_one_epoch(run: TrialRun) -> None:
+    _blobs_fit(run, epochs=1)
+
+
+def stops_early_on_purpose(run: TrialRun) -> None:
+    _blobs_fit(run, epochs=1)
+    run.stop_early("validation loss stopped improving")
+
+
+def hangs_in_trial_0(run: TrialRun) -> None:
+    def hook(run: TrialRun, epoch: int) -> None:
+        if run.trial.number == 0 and epoch == 1:
+            import time  # noqa: PLC0415
+
+            time.sleep(3600)  # a deadlock, as far as the study can tell
+    _blobs_fit(run, hook=hook)
+
+
+def own_lr(run: TrialRun) -> None:
+    """Misuse while the study searches lr: its own optimizer at its own lr, reported as such."""
+    _blobs_fit(run, lr=0.05)
+
+
+def reads_hidden(run: TrialRun) -> None:
+    """Reads its [task] option ``hidden`` (a study file that spells it ``hiden`` is refused)."""
+    assert run.options.get("hidden", 32) > 0
+    _blobs_fit(run)
+
+
+def two_arguments(run: TrialRun, data: object) -> None:
+    """Misuse: a loop takes one argument, the TrialRun."""

@@ -222,3 +222,14 @@ def stock_fashion_mnist(*, n: int = 1024) -> Task:
         build_model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)),
         train=Subset(data, range(n)), val=Subset(data, range(n, n + 512)), name="stock-fashion-mnist",
     )
+
+
+def model_is_a_string() -> Task:
+    return dataclasses.replace(classification(n=64), build_model=lambda: "mlp")
+
+
+def float_class_targets() -> Task:
+    """Targets that look like classes but are floats: the default cross-entropy would truncate them."""
+    task = classification(n=64)
+    (x, y), (vx, vy) = task.train, task.val
+    return dataclasses.replace(task, train=(x, y.float()), val=(vx, vy.float()))

@@ -32,6 +32,9 @@ def register(sub: Any) -> None:
     opt.add_argument("--checkpoint-dir", help="per-epoch checkpoints so retried trials resume (default: beside a sqlite/journal file; off for servers)")
     add_cache_args(opt)
     opt.add_argument("--artifact-dir", help="each trial's figure for the dashboard (default: beside a sqlite/journal file; off for servers unless given — use a shared folder)")
+    opt.add_argument("--max-failures", type=int, default=3, metavar="N",
+                     help="stop after N trials failed on their own (an exception in the loop, a timeout); 0: never (default %(default)s)")
+    opt.add_argument("--trial-timeout", type=float, metavar="SECONDS", help="fail a trial that runs longer (default: no limit)")
     opt.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_data_args(opt)
     opt.add_argument("--devices", metavar="LIST", help="the GPUs workers use, e.g. 0,1 or cuda:0,cuda:1 (default: every GPU torch sees); worker i trains on the i-th mod their number")
@@ -49,6 +52,10 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
     if not args.storage_timeout > 0:
         raise UserError(f"--storage-timeout must be > 0 seconds, got {args.storage_timeout}")
+    if args.max_failures < 0:
+        raise UserError(f"--max-failures must be >= 0, got {args.max_failures}")
+    if args.trial_timeout is not None and not 0 < args.trial_timeout < 10**7:
+        raise UserError(f"--trial-timeout must be in (0, 1e7) seconds, got {args.trial_timeout}")
     cache_dir, cache_max_bytes = cache_settings(args)
     if not 1 <= args.workers <= 1024:
         raise UserError(f"--workers must be in [1, 1024], got {args.workers}")
@@ -75,6 +82,7 @@ def handle(args: argparse.Namespace) -> int:
         checkpoint_dir=args.checkpoint_dir or beside(args.storage, ".checkpoints"),
         cache_dir=cache_dir, cache_max_bytes=cache_max_bytes,
         artifact_dir=args.artifact_dir or beside(args.storage, ".artifacts"),
+        max_failures=args.max_failures, trial_timeout=args.trial_timeout,
     )
 
     quiet_optuna_logs()

@@ -277,13 +277,19 @@ def _ready(trial: optuna.Trial, spec: StudySpec, planned: Generation) -> Generat
     return dataclasses.replace(planned, parent=previous[-1].number)
 
 
-def optimize(study: optuna.Study, objective: PBTObjective, *, poll: float = 0.5) -> None:
+def optimize(
+    study: optuna.Study, objective: PBTObjective, *, poll: float = 0.5,
+    guard: Callable[[Callable[[optuna.Trial], Any]], Callable[[optuna.Trial], Any]] = lambda f: f,
+    catch: tuple[type[Exception], ...] = (), callbacks: tuple[Callable[[optuna.Study, FrozenTrial], None], ...] = (),
+) -> None:
     """Pop and train waiting generations until the population is done; wait while others train the
-    generations the rest depend on. Returns early when nothing waits or runs (a failed trial: ``repair``)."""
+    generations the rest depend on. Returns early when nothing waits or runs (a failed trial: ``repair``).
+    ``guard`` wraps the objective, ``catch`` and ``callbacks`` go to ``study.optimize``."""
     while remaining(study, objective.spec) > 0:
         states = [t.state for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))]
         if TrialState.WAITING in states:
-            study.optimize(objective, n_trials=1, gc_after_trial=False, catch=(NotRun,))
+            study.optimize(guard(objective), n_trials=1, gc_after_trial=False, catch=(NotRun, *catch),
+                           callbacks=list(callbacks))
         elif TrialState.RUNNING in states:
             time.sleep(poll)
         else:

@@ -29,6 +29,7 @@ from lrpo_study.training.loop import resolve_device
 from lrpo_study.views import record
 
 from . import pbt
+from .failures import TrialFailedAlone, fails_alone, stop_after_failures
 from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, LoopObjective, Objective, reference_params
 from .pruning import optuna_pruner
@@ -57,6 +58,8 @@ class RunOptions:
     cache_dir: str | None = None
     cache_max_bytes: int = 2 * 1024**3
     artifact_dir: str | None = None
+    max_failures: int = 3  # trials that fail alone (an exception in the loop, a timeout) before the study stops; 0: never
+    trial_timeout: float | None = None  # seconds a trial may run before it fails
 
     def open_storage(self, *, wait_for_server: bool = False) -> optuna.storages.BaseStorage:
         return open_storage(
@@ -283,7 +286,8 @@ def quiet_optuna_logs() -> None:
 
 def _not_reported_elsewhere(record: logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
-    if isinstance(error, (KeyboardInterrupt, UserError, _OverTotal, pbt.NotRun)):  # the last two: "not run", with the reason
+    # "not run" (the reason recorded) and a trial that failed alone (said in one line) need no traceback
+    if isinstance(error, (KeyboardInterrupt, UserError, _OverTotal, pbt.NotRun, TrialFailedAlone)):
         return False
     message = record.getMessage()
     return not (interrupts.requested() and "failed" in message) and not message.endswith("failed with value None.")
@@ -294,8 +298,9 @@ def _not_a_sqlalchemy_guess(record: logging.LogRecord) -> bool:
 
 
 
-def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task: Task | None = None, worker: int = 0) -> None:
-    """Worker number ``worker``: its own device, storage connection, task data and seeded sampler."""
+def _work(spec: StudySpec, options: RunOptions, target: int, task: Task | None = None, worker: int = 0) -> None:
+    """Worker number ``worker``: its own device, storage connection, task data and seeded sampler; it trains
+    until the storage holds ``target`` finished (or running) trials."""
     if options.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
     quiet_optuna_logs()
@@ -319,13 +324,16 @@ def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task
         cache = TrajectoryCache(options.cache_dir, max_bytes=options.cache_max_bytes) if options.cache_dir else None
         objective = Objective(spec, task.to(device), device, checkpoints=checkpoints, cache=cache,
                               artifact_dir=options.artifact_dir)
+    failures = stop_after_failures(study, options.max_failures)
     if spec.pbt is not None:
         assert isinstance(objective, Objective)  # a pbt study trains its task (the spec's parser checked)
-        pbt.optimize(study, pbt.PBTObjective(spec, objective.run))
+        pbt.optimize(study, pbt.PBTObjective(spec, objective.run), catch=(TrialFailedAlone,), callbacks=(failures,),
+                     guard=lambda f: fails_alone(f, passes=(pbt.NotRun,), timeout=options.trial_timeout))
         return
     study.optimize(
-        _within_total(study, objective, target), n_trials=n_trials, gc_after_trial=False, catch=(_OverTotal,),
-        callbacks=[_stop_at(target)],
+        # No n_trials: a trial that failed alone is not one of the study's total; _stop_at ends this process there.
+        _within_total(study, fails_alone(objective, timeout=options.trial_timeout), target), n_trials=None,
+        gc_after_trial=False, catch=(_OverTotal, TrialFailedAlone), callbacks=[_stop_at(target), failures],
     )
 
 
@@ -450,23 +458,22 @@ def _run_study(spec: StudySpec, options: RunOptions, task: Task | None) -> optun
         return study
     with _Monitor(spec, options.storage, done, target, options.progress):
         if options.workers == 1:
-            _work(spec, options, target - done, target, task)
+            _work(spec, options, target, task)
         else:
             _parallel_rounds(spec, options, study, target)
     return study
 
 
 def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, target: int, rounds: int = 3) -> None:
-    """Workers split what is missing; a round cut short by a dead worker is followed by another."""
+    """Workers train until the study's total; a round cut short by a dead worker is followed by another."""
     for _ in range(rounds):
         missing = target - count_finished(study)
         if missing <= 0:
             return
         workers = min(options.workers, missing)
-        shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         try:
             # A dead worker's trial is failed and re-queued at once (retried_from), before the heartbeat's grace.
-            died = run_workers(_work, [(spec, options, share, target, None, i) for i, share in enumerate(shares)],
+            died = run_workers(_work, [(spec, options, target, None, i) for i in range(workers)],
                                on_death=lambda: fail_dead_local_trials(study))
         except KeyboardInterrupt:
             fail_dead_local_trials(study)  # a worker killed after the grace period left its trial RUNNING

@@ -39,18 +39,67 @@ from lrpo_study._version import __version__
 from lrpo_study.errors import UserError, exception_chain
 from lrpo_study.schedules import NEEDS_TOTAL_STEPS, SCHEDULES, Schedule, make_schedule
 from lrpo_study.training.hyperparameters import TRAIN_PARAMS, resolve, with_defaults
-from lrpo_study.training.optimizers import build_optimizer
+from lrpo_study.training.optimizers import OPTIMIZER_PARAMS, build_optimizer
 from lrpo_study.views import record
 from lrpo_study.views.trial import publish
 
 from .pruning import QuantileRule
 from .spec import StudySpec
 
-__all__ = ["TrialRun", "TrialRunError", "suggest"]
+__all__ = ["TrialFailed", "TrialRun", "TrialRunError", "suggest"]
 
 
 class TrialRunError(ValueError):
     """The loop used the trial API wrongly (no epoch reported, one too many, accuracy missing)."""
+
+
+class TrialFailed(Exception):
+    """This trial ends FAIL, for the reason given (the study goes on): a loop that returned before its planned
+    epochs without saying why (``stop_early``), or one that ran past its time."""
+
+
+class _Reads(dict[str, Any]):
+    """A dict that remembers which keys were read: whether a searched hyperparameter, or a ``[task]`` option,
+    reached the loop at all."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.read.add(str(key))
+        return super().__contains__(key)
+
+    def _all(self) -> None:
+        self.read.update(dict.keys(self))
+
+    def __iter__(self) -> Any:
+        self._all()
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        self._all()
+        return super().keys()
+
+    def items(self) -> Any:
+        self._all()
+        return super().items()
+
+    def values(self) -> Any:
+        self._all()
+        return super().values()
+
+    def copy(self) -> dict[str, Any]:
+        self._all()
+        return dict(super().items())
 
 
 def suggest(trial: optuna.trial.BaseTrial, spec: StudySpec) -> dict[str, Any]:
@@ -85,7 +134,10 @@ class TrialRun:
         artifact_dir: str | None = None, test: bool = False, has_accuracy: bool | None = None,
     ) -> None:
         self.trial, self.spec, self.artifact_dir = trial, spec, artifact_dir
-        self.hyperparameters: dict[str, Any] = resolve(spec.method, with_defaults(spec.method, suggest(trial, spec), defaults or {}))
+        self._hp = resolve(spec.method, with_defaults(spec.method, suggest(trial, spec), defaults or {}))
+        self.hyperparameters = _Reads(self._hp)  # what the loop reads of it, to check that a searched one reaches it
+        self._options = _Reads(spec.task_options)
+        self._stopped_early: str | None = None
         self.seed = spec.train_seed if seed is None else seed
         self.wants_test = test
         self.curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": [], "lr": [], "seconds": []}
@@ -96,6 +148,7 @@ class TrialRun:
         self._values: float | tuple[float, ...] | None = None
         self._pruned_reason = ""
         self._optimizer: torch.optim.Optimizer | None = None
+        self._made: torch.optim.Optimizer | None = None  # the one make_optimizer built
         self._step_lrs: list[float] = []  # the first group's lr at each optimizer step since the last report
         self._has_accuracy: bool | None = None
         if has_accuracy is not None:
@@ -103,7 +156,7 @@ class TrialRun:
         self._clock = time.perf_counter()
         self._recording = not isinstance(trial, optuna.trial.FixedTrial)  # confirm re-runs with a FixedTrial
         self._set({
-            record.METHOD: spec.method, record.HYPERPARAMETERS: self.hyperparameters,
+            record.METHOD: spec.method, record.HYPERPARAMETERS: self._hp,
             record.TASK: task or spec.loop or spec.task, record.TASK_OPTIONS: spec.task_options, record.SEED: self.seed,
             record.DEVICE: str(device), record.TORCH_VERSION: torch.__version__, record.VERSION: __version__,
             record.HOST: platform.node(), record.PID: os.getpid(), record.THREADS: torch.get_num_threads(),
@@ -112,7 +165,7 @@ class TrialRun:
     @property
     def epochs(self) -> int:
         """How many epochs this trial trains (report exactly this many, unless it is pruned)."""
-        return int(self.hyperparameters["epochs"])
+        return int(self._hp["epochs"])
 
     @property
     def method(self) -> str:
@@ -120,12 +173,23 @@ class TrialRun:
 
     @property
     def options(self) -> dict[str, Any]:
-        """The study file's ``[task]`` options besides ``loop`` (the loop's own settings)."""
-        return dict(self.spec.task_options)
+        """The study file's ``[task]`` options besides ``loop`` (the loop's own settings); an option the loop
+        never reads is refused after its first trial (a typo would otherwise be ignored)."""
+        return self._options
+
+    def stop_early(self, reason: str) -> None:
+        """Say that the loop stops before its planned epochs on purpose (its own early stopping): the trial
+        completes with the epochs it reported, ``reason`` in its record. Without it, fewer epochs fail the trial."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise TrialRunError(f"stop_early needs a reason, got {reason!r}")
+        self._stopped_early = reason
+        self._set({record.STOPPED_EARLY: reason})
 
     def make_optimizer(self, params: Iterable[torch.nn.Parameter], *, matrices_only: bool = False) -> torch.optim.Optimizer:
         """The optimizer the hyperparameters name (SGD or AdamW, with their lr, momentum, betas, weight decay)."""
-        optimizer = build_optimizer(params, self.hyperparameters, matrices_only=matrices_only)
+        optimizer = build_optimizer(params, self._hp, matrices_only=matrices_only)
+        self.hyperparameters.read.update({"lr", *OPTIMIZER_PARAMS})
+        self._made = optimizer
         self._watch(optimizer)
         return optimizer
 
@@ -133,18 +197,25 @@ class TrialRun:
         self, optimizer: torch.optim.Optimizer, *, steps_per_epoch: int, params: Iterable[torch.Tensor] | None = None,
     ) -> Schedule:
         """The method's schedule on ``optimizer`` (yours or ``make_optimizer``'s); ``steps_per_epoch``: optimizer
-        steps per epoch; ``params``: the model's parameters (the curvature method estimates tr(H) on them)."""
+        steps per epoch; ``params``: the model's parameters (the curvature method estimates tr(H) on them).
+        An optimizer of yours gets the trial's ``lr`` (its param groups keep their ratios to the first one)."""
         if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
             raise TrialRunError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch=}")
+        if optimizer is not self._made:  # else a searched lr would never reach it
+            first = optimizer.param_groups[0]["lr"]
+            for group in optimizer.param_groups:
+                group["lr"] = self._hp["lr"] * (group["lr"] / first if first else 1.0)
         self._watch(optimizer)
         self._set({record.STEPS_PER_EPOCH: steps_per_epoch})
         self._clock = time.perf_counter()  # the first epoch's seconds: training, not building data and model
         total = self.epochs * steps_per_epoch if self.method in NEEDS_TOTAL_STEPS else None
         try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
-            return make_schedule(self.method, optimizer, self.hyperparameters, total_steps=total, params=params,
-                                 seed=self.seed, ignore=TRAIN_PARAMS)
+            schedule = make_schedule(self.method, optimizer, self._hp, total_steps=total, params=params,
+                                     seed=self.seed, ignore=TRAIN_PARAMS)
         except ValueError as exc:
             raise TrialRunError(f"{self.method} with {steps_per_epoch} steps per epoch: {exc}") from None
+        self.hyperparameters.read.update({"lr", "epochs", *SCHEDULES[self.method].PARAMS})
+        return schedule
 
     def _watch(self, optimizer: torch.optim.Optimizer) -> None:
         """Record the lr of every step (the epoch's mean lr is its curve point, as in the built-in loop)."""
@@ -164,6 +235,8 @@ class TrialRun:
         if n >= self.epochs:
             raise TrialRunError(f"trial {self.trial.number} trains {self.epochs} epochs; a report for epoch {n + 1} is one too many")
         self._check_accuracy(val_accuracy is not None)
+        if n == 0:
+            self._check_searched_reached(lr_given=lr is not None)
         if lr is None:
             if self._optimizer is None:
                 raise TrialRunError("report(lr=...) is needed when the optimizer was not made by make_optimizer or make_schedule")
@@ -196,6 +269,14 @@ class TrialRun:
         n = len(self.curves["val_loss"])
         if n == 0:
             raise TrialRunError(f"trial {self.trial.number}'s loop returned without reporting any epoch (call report() once per epoch)")
+        unread = sorted(set(dict.keys(self._options)) - self._options.read)
+        if unread and self._recording and self.spec.loop is not None:  # a task factory takes its options itself
+            raise TrialRunError(f"[task] option {unread[0]!r} was never read by the loop (through run.options): "
+                                f"a typo? it reads {sorted(self._options.read) or 'none'}")
+        if n < self.epochs and self._stopped_early is None:
+            self._write_end()
+            raise TrialFailed(f"the loop reported {n} of its {self.epochs} epochs and returned; call "
+                              "run.stop_early(reason) when it stops early on purpose")
         values = tuple(float(self._objective(name)) for name in self.spec.objectives)
         self._write_end()
         if not all(math.isfinite(v) for v in values):
@@ -227,7 +308,7 @@ class TrialRun:
             if epoch >= self.epochs:
                 return None  # trained to the end: a finished result, whatever a pruner would say now
             return f"optuna {spec.pruning.rule} pruner at epoch {epoch}" if self.trial.should_prune() else None
-        if spec.method == "lrpo" and epoch <= self.hyperparameters.get("pretrain_epochs", 0):
+        if spec.method == "lrpo" and epoch <= self._hp.get("pretrain_epochs", 0):
             return None  # every LRPO trial's pretrain at the same lr is identical by construction: nothing to decide
         if spec.pruning.rule != "quantile":
             return None
@@ -237,6 +318,21 @@ class TrialRun:
             self.trial.study, epoch=epoch, total_epochs=self.epochs, value=curve[-1],
             seconds_so_far=sum(self.curves["seconds"]), length_dependent=SCHEDULES[spec.method].length_dependent,
         )
+
+    def _check_searched_reached(self, *, lr_given: bool) -> None:
+        """At the first report: every hyperparameter this trial searched reached the loop (it read it, or had
+        the run build the optimizer or schedule that uses it); else every trial would train the same run."""
+        if not self._recording:
+            return
+        searched = [name for name in self.trial.params if name in self._hp]
+        missed = [name for name in searched if name not in self.hyperparameters.read]
+        if missed:
+            how = (" and reports its own lr" if lr_given and "lr" in missed else "")
+            raise TrialRunError(
+                f"the study searches {missed[0]!r}, but it never reached the loop{how}: every trial would train the "
+                f"same run; read run.hyperparameters[{missed[0]!r}], or build the optimizer and schedule with "
+                "run.make_optimizer / run.make_schedule"
+            )
 
     def _check_accuracy(self, given: bool) -> None:
         if self._has_accuracy is None:

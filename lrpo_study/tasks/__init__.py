@@ -11,6 +11,7 @@ study file reaches import, eval, exec or unpickling:
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -71,8 +72,19 @@ def _split_reference(name: str) -> tuple[str, str]:
 
 
 def load_loop(name: str) -> Callable[..., Any]:
-    """A study's training loop, ``package.module:function``; every failure is a one-line ``UserError``."""
-    return _import_factory(name, what="loop")
+    """A study's training loop, ``package.module:function``, which takes one argument (the trial's
+    ``TrialRun``); every failure is a one-line ``UserError``."""
+    loop = _import_factory(name, what="loop")
+    try:
+        signature = inspect.signature(loop)
+    except ValueError:  # a builtin without a signature: its call will say
+        return loop
+    try:
+        signature.bind(None)
+    except TypeError:
+        raise UserError(f"loop {name!r} must take one argument, the trial's TrialRun (def fit(run): ...), "
+                        f"got {getattr(loop, '__name__', 'it')}{signature}") from None
+    return loop
 
 
 def _import_factory(name: str, *, what: str = "task") -> Callable[..., Any]:
@@ -114,8 +126,36 @@ def load_task(
         raise UserError(f"task {name!r}: the factory raised {type(exc).__name__}: {exc}".splitlines()[0]) from None
     if not isinstance(task, Task):
         raise UserError(f"task {name!r}: the factory returned a {type(task).__name__}, not an lrpo_study.Task")
+    _check_model(name, task)
+    _check_targets(name, task)
     _check_own_loss(name, task)
     return replace(task, options=resolved)
+
+
+def _check_model(name: str, task: Task) -> None:
+    """``build_model()`` gives a ``torch.nn.Module`` (built once, under a forked RNG, before any study)."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            model = task.build_model()
+        except Exception as exc:  # noqa: BLE001  (the user's code: one line, never a traceback)
+            raise UserError(f"task {name!r}: build_model() raised {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    if not isinstance(model, torch.nn.Module):
+        raise UserError(f"task {name!r}: build_model() returned a {type(model).__name__}, not a torch.nn.Module")
+
+
+def _check_targets(name: str, task: Task) -> None:
+    """The default loss is cross-entropy over class indices: float targets would be truncated to classes."""
+    if task.loss is not None or task.compute_loss is not None:
+        return
+    with torch.random.fork_rng(devices=[]):
+        batch = task.train if isinstance(task.train, tuple) else collate(task.train, range(min(2, task.train_size)))
+    if isinstance(batch, (tuple, list)) and len(batch) == 2 and isinstance(batch[1], torch.Tensor) \
+            and batch[1].is_floating_point():
+        raise UserError(
+            f"task {name!r}: the targets are {batch[1].dtype} but the default loss is cross-entropy over class "
+            "indices; give integer class targets, or the Task a loss= (e.g. torch.nn.functional.mse_loss, "
+            "with has_accuracy=False)"
+        )
 
 
 def _check_own_loss(name: str, task: Task) -> None:

@@ -53,6 +53,9 @@ FINAL_VAL_LOSS = "final_val_loss"
 CACHED_EPOCHS = "cached_epochs"
 PRUNED_REASON = "pruned_reason"
 PRUNED_EPOCH = "pruned_epoch"
+STOPPED_EARLY = "stopped_early"  # the loop ended before its planned epochs on purpose (run.stop_early): why
+FAIL_REASON = "fail_reason"  # a FAIL trial: the last line of what went wrong (the loop's exception, a timeout)
+FAIL_TRACEBACK = "fail_traceback"  # and where, for the loop's own exceptions (its last frames)
 ALPHA = "alpha"  # LRPO's jump factor (the schedule's extras add predictor_seconds and probe)
 
 
