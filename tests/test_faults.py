@@ -164,7 +164,7 @@ def test_a_postgres_outage_mid_study_loses_no_trial(own_postgres: OwnPostgres, t
     assert "Traceback" not in err and "Exception in thread" not in err, err
     trials = optuna.load_study(study_name="outage", storage=url).get_trials()
     assert len([t for t in trials if t.state in FINISHED]) == 6
-    assert [t.number for t in trials if t.state != TrialState.COMPLETE and t.state != TrialState.PRUNED] == []  # none lost
+    assert [(t.number, t.user_attrs) for t in trials if t.state != TrialState.COMPLETE and t.state != TrialState.PRUNED] == []  # none lost
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

@@ -64,8 +64,9 @@ def check_lineages(study: optuna.Study, *, population: int, n_generations: int, 
         assert a["pbt_lrs"][:-1] == parent.user_attrs["pbt_lrs"]
         assert a["pbt_exploited"] == (parent.user_attrs["pbt_member"] != member)
         # The parent's state came from the trajectory cache, its curves with it: nothing retrained (more
-        # epochs cached when an explored lr was clipped to a bound: another member trained this same lineage).
-        assert a["cached_epochs"] >= g * interval
+        # epochs cached when an explored lr was clipped to a bound: another member trained this same lineage);
+        # or, for a retried generation, from its interrupted run's checkpoint, which holds that same state.
+        assert a["cached_epochs"] >= g * interval or a.get("resumed_from_epoch", 0) >= g * interval
         assert a["curves"]["val_loss"][: g * interval] == parent.user_attrs["curves"]["val_loss"]
     return gens
 

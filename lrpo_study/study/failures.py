@@ -45,8 +45,9 @@ class _TimedOut(Exception):
 def _not_the_trial_s_own(exc: BaseException) -> bool:
     """Failures that end the run: bad input, the storage or its disk, Optuna's own control flow."""
     for e in exception_chain(exc):
-        if isinstance(e, (UserError, optuna.TrialPruned, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)):
-            return True
+        if isinstance(e, (UserError, optuna.TrialPruned, optuna.exceptions.StorageInternalError,
+                          optuna.exceptions.UpdateFinishedTrialError, sqlalchemy.exc.SQLAlchemyError)):
+            return True  # the last two: the storage, or another process that ended this trial (a stale heartbeat)
         if isinstance(e, OSError) and e.errno in _DISK:
             return True
     return False

@@ -408,7 +408,6 @@ class _Monitor:
 
 def run_study(spec: StudySpec, options: RunOptions) -> optuna.Study:
     task = check_study(spec, options)
-    _import_lazy_modules()
     with interrupts.as_exception():  # from the first write on, Ctrl-C fails the running trial and closes the storage
         return _run_study(spec, options, task)
 
@@ -432,6 +431,7 @@ def check_study(spec: StudySpec, options: RunOptions) -> Task | None:
     if not spec.search and spec.pbt is None and target > 1:
         raise UserError(f"{spec.path}: [search] is empty, so all {target} trials would be the same run; "
                         "search at least one hyperparameter (or train it once with: python -m lrpo_study run)")
+    _import_lazy_modules()  # before the task is built: building it runs the user's code (build_model, once)
     return spec_task(spec, options)
 
 
@@ -517,7 +517,6 @@ def run_all(specs: Sequence[StudySpec], options: RunOptions) -> list[optuna.Stud
     storage = options.open_storage()
     for spec in specs:
         check_existing(spec, storage)
-    _import_lazy_modules()
     studies = []
     for spec, task in zip(specs, tasks, strict=True):
         start = time.perf_counter()

@@ -70,12 +70,19 @@ def decode(data: bytes) -> dict[str, Any]:
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
-    """The state stored at ``path``; None when there is none; ``DamagedFile`` when its bytes are not what was written."""
+    """The state stored at ``path``; None when there is none; ``DamagedFile`` when its bytes are not what was
+    written. A Ctrl-C while torch reads comes out of torch as an error: it is the interrupt, not damage (the
+    caller would delete an intact entry)."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
-    return decode(data)
+    try:
+        return decode(data)
+    except DamagedFile as exc:
+        if interrupts.requested():
+            raise KeyboardInterrupt from exc
+        raise
 
 
 # A temporary file this old belongs to a writer that was killed, not to one still writing.
