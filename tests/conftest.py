@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +34,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LRPO_DATA_DIR") or REPO.parent / "shared" / "data")
 # CLI subprocesses inherit this: tests never download.
 os.environ["LRPO_DATA_DIR"] = str(DATA_DIR)
+# Figures of studies on PostgreSQL go here, not into the checkout (the default is ./lrpo_study.artifacts).
+os.environ.setdefault("LRPO_ARTIFACT_DIR", tempfile.mkdtemp(prefix="lrpo-artifacts-"))
 
 
 @pytest.fixture(scope="session")

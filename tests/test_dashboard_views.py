@@ -4,6 +4,8 @@ optuna-dashboard's APIs and rendered by the real dashboard in headless Chromium.
 from __future__ import annotations
 
 import json
+import os
+import time
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -142,3 +144,47 @@ def test_a_torn_or_orphaned_figure_does_not_break_the_dashboard(made: dict[str, 
     for t, frozen in zip(detail["trials"], trials, strict=True):
         served = urllib.request.urlopen(f"{dashboard}/artifacts/{study_id}/{frozen._trial_id}/{t['artifacts'][0]['artifact_id']}", timeout=10)
         assert served.status == 200
+
+
+def test_a_postgresql_study_stores_its_figures_where_the_dashboard_finds_them(pg_url: str, tmp_path: Path) -> None:
+    # No --artifact-dir and no LRPO_ARTIFACT_DIR: the README's two commands, run from one folder.
+    import subprocess
+    import sys
+    import uuid
+
+    from .conftest import free_port, write_study
+
+    name = f"figures-{uuid.uuid4().hex[:8]}"
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=2, fixed="epochs = 2\nbatch_size = 256")
+    env = {k: v for k, v in os.environ.items() if k != "LRPO_ARTIFACT_DIR"}
+    proc = subprocess.run([sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", pg_url, "--no-progress",
+                           "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert proc.returncode == 0, proc.stderr
+        assert "trial figures are in lrpo_study.artifacts" in proc.stdout
+        storage = open_storage(pg_url)
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        metas = [get_all_artifact_meta(t, storage=storage) for t in trials]
+        assert [[m.mimetype for m in ms] for ms in metas] == [["image/svg+xml"]] * 2
+        assert all((tmp_path / "lrpo_study.artifacts" / ms[0].artifact_id).is_file() for ms in metas)
+        port = free_port()
+        server = subprocess.Popen([sys.executable, "-m", "lrpo_study", "dashboard", "--storage", pg_url, "--port", str(port)],
+                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(120):
+                try:
+                    studies = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=2))["study_summaries"]
+                    break
+                except OSError:
+                    assert server.poll() is None, server.communicate()
+                    time.sleep(0.5)
+            study_id = next(s["study_id"] for s in studies if s["study_name"] == name)
+            for t, ms in zip(trials, metas, strict=True):
+                served = urllib.request.urlopen(f"{base}/artifacts/{study_id}/{t._trial_id}/{ms[0].artifact_id}", timeout=10)
+                assert served.status == 200 and served.read().startswith(b"<svg")
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    finally:
+        optuna.delete_study(study_name=name, storage=pg_url)

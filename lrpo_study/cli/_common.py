@@ -91,6 +91,15 @@ def load_study(storage_url: str, name: str) -> Any:
         raise UserError(f"no study {name!r} in the storage; it has: {', '.join(names) or 'none'}") from None
 
 
+def artifact_folder(storage: str, given: str | None) -> str:
+    """Where trial figures go and where the dashboard finds them: ``given``, else beside a SQLite or Journal
+    file, else ``$LRPO_ARTIFACT_DIR`` or ``lrpo_study.artifacts`` in the working folder (a database server holds
+    no files)."""
+    from lrpo_study.training.checkpoints import server_artifacts
+
+    return given or beside(storage, ".artifacts") or server_artifacts()
+
+
 def beside(storage: str, suffix: str) -> str | None:
     """The folder a sqlite or journal file keeps beside it (``lrpo_study.db`` → ``lrpo_study.db.cache``)."""
     # imported here, not at the top: it imports torch, which --help and a mistyped flag should not wait for

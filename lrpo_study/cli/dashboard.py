@@ -9,7 +9,7 @@ from typing import Any
 
 from lrpo_study.errors import UserError
 
-from ._common import add_storage_arg, beside
+from ._common import add_storage_arg, artifact_folder
 
 
 def register(sub: Any) -> None:
@@ -17,7 +17,8 @@ def register(sub: Any) -> None:
     add_storage_arg(dash)
     dash.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     dash.add_argument("--port", type=int, default=8080)
-    dash.add_argument("--artifact-dir", help="the trials' figures (default: beside a sqlite/journal file, as optimize writes them)")
+    dash.add_argument("--artifact-dir", help="the trials' figures (default: where optimize writes them: beside a sqlite/journal "
+                                             "file, ./lrpo_study.artifacts for a database server)")
     dash.set_defaults(handler=handle)
 
 
@@ -58,13 +59,11 @@ def handle(args: argparse.Namespace) -> int:
             f"{args.host}:{args.port} can read and change every study in this storage", file=sys.stderr,
         )
     storage = open_storage(args.storage, existing=True)
-    artifact_dir = args.artifact_dir or beside(args.storage, ".artifacts")
-    store = None
-    if artifact_dir is not None:
-        from optuna.artifacts import FileSystemArtifactStore
+    from optuna.artifacts import FileSystemArtifactStore
 
-        Path(artifact_dir).mkdir(parents=True, exist_ok=True)
-        store = FileSystemArtifactStore(artifact_dir)
+    artifact_dir = artifact_folder(args.storage, args.artifact_dir)
+    Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+    store = FileSystemArtifactStore(artifact_dir)
     print(f"optuna-dashboard for {mask_url(args.storage)} on http://{args.host}:{args.port}/", flush=True)
     run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0

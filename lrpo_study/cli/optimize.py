@@ -10,7 +10,15 @@ from typing import Any
 from lrpo_study.errors import UserError
 from lrpo_study.names import SAMPLERS
 
-from ._common import add_cache_args, add_data_args, add_storage_arg, beside, cache_settings, seed
+from ._common import (
+    add_cache_args,
+    add_data_args,
+    add_storage_arg,
+    artifact_folder,
+    beside,
+    cache_settings,
+    seed,
+)
 
 DEFAULT_STUDY = Path(__file__).with_name("default_study.toml")
 
@@ -31,7 +39,8 @@ def register(sub: Any) -> None:
                      help="how long to wait for a database server that stopped answering before giving up (default %(default)s)")
     opt.add_argument("--checkpoint-dir", help="per-epoch checkpoints so retried trials resume (default: beside a sqlite/journal file; off for servers)")
     add_cache_args(opt)
-    opt.add_argument("--artifact-dir", help="each trial's figure for the dashboard (default: beside a sqlite/journal file; off for servers unless given — use a shared folder)")
+    opt.add_argument("--artifact-dir", help="each trial's figure for the dashboard (default: beside a sqlite/journal file; "
+                                            "for a database server ./lrpo_study.artifacts: give workers on several machines a shared folder)")
     opt.add_argument("--max-failures", type=int, default=3, metavar="N",
                      help="stop after N trials failed on their own (an exception in the loop, a timeout); 0: never (default %(default)s)")
     opt.add_argument("--trial-timeout", type=float, metavar="SECONDS", help="fail a trial that runs longer (default: no limit)")
@@ -81,7 +90,7 @@ def handle(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, worker_devices=tuple(devices), data_dir=args.data_dir, progress=not args.no_progress,
         checkpoint_dir=args.checkpoint_dir or beside(args.storage, ".checkpoints"),
         cache_dir=cache_dir, cache_max_bytes=cache_max_bytes,
-        artifact_dir=args.artifact_dir or beside(args.storage, ".artifacts"),
+        artifact_dir=artifact_folder(args.storage, args.artifact_dir),
         max_failures=args.max_failures, trial_timeout=args.trial_timeout,
     )
 

@@ -24,7 +24,7 @@ from lrpo_study import interrupts
 from lrpo_study.errors import UserError
 from lrpo_study.tasks import BUILTIN_TASKS, Task, load_loop, load_task
 from lrpo_study.training.cache import TrajectoryCache, served_line
-from lrpo_study.training.checkpoints import CheckpointStore, beside_storage
+from lrpo_study.training.checkpoints import CheckpointStore, beside_storage, server_artifacts
 from lrpo_study.training.loop import resolve_device
 from lrpo_study.views import record
 
@@ -535,9 +535,13 @@ def next_steps(names: Sequence[str], options: RunOptions) -> str:
     """The commands that look at what ``optimize`` made (storage URL shown with its password masked)."""
     url = mask_url(options.storage)
     storage = "" if url == DEFAULT_STORAGE else f" --storage {shlex.quote(url)}"
-    artifacts = "" if options.artifact_dir is None or options.artifact_dir == beside_storage(options.storage, ".artifacts") else f" --artifact-dir {shlex.quote(options.artifact_dir)}"
+    default = beside_storage(options.storage, ".artifacts") or server_artifacts()
+    artifacts = "" if options.artifact_dir in (None, default) else f" --artifact-dir {shlex.quote(options.artifact_dir or '')}"
+    where = [] if beside_storage(options.storage, ".artifacts") or options.artifact_dir is None else [
+        f"  trial figures are in {options.artifact_dir} (the database holds no files): dashboard finds them from this "
+        "folder (or with $LRPO_ARTIFACT_DIR); give workers on other machines --artifact-dir on a folder they share"]
     return "\n".join([
-        "Next:",
+        "Next:", *where,
         f"  browse every trial (figures and notes): python -m lrpo_study dashboard{storage}{artifacts}",
         f"  one HTML page comparing the studies:    python -m lrpo_study report{storage} -o report.html",
         f"  take a tuned schedule home:             python -m lrpo_study export{storage} --study {shlex.quote(names[-1])} --pareto -o settings.json",

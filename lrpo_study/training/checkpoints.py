@@ -151,6 +151,16 @@ class CheckpointStore:
         self.path(key).unlink(missing_ok=True)
 
 
+# Trial figures of a study on a database server (which holds no files): $LRPO_ARTIFACT_DIR, else this folder in
+# the working folder of optimize and dashboard.
+SERVER_ARTIFACTS = "lrpo_study.artifacts"
+ARTIFACT_DIR_ENV = "LRPO_ARTIFACT_DIR"
+
+
+def server_artifacts() -> str:
+    return os.environ.get(ARTIFACT_DIR_ENV) or SERVER_ARTIFACTS
+
+
 def beside_storage(storage_url: str, suffix: str) -> str | None:
     """``FILE + suffix`` for a SQLite or Journal file; None for server storages (no shared disk implied)."""
     for prefix in ("sqlite:///", "journal:"):
