@@ -124,6 +124,28 @@ def test_a_population_runs_with_two_workers_on_a_journal_and_its_winner_replays_
 
     winner = min((t for (_, g), t in gens.items() if g == 2), key=lambda t: t.user_attrs["curves"]["val_loss"][-1])
 
+    # optimize's table, export --pareto and the trial figure show the population as it ended: final members only,
+    # each with its lineage's lr path, and the lr drawn as the steps it is.
+    final = {t.number for (_, g), t in gens.items() if g == 2}
+    table = proc.stdout.split("Pareto trials of pbt")[1].split("\n\n")[0]
+    rows = [line.split() for line in table.splitlines()[2:] if line.strip() and line.split()[0].isdigit()]
+    assert rows and {int(row[0]) for row in rows} <= final and "of 4 final members of 12 complete" in table
+    for row in rows:
+        lrs = study.trials[int(row[0])].user_attrs["pbt_lrs"]
+        assert " → ".join(f"{lr:.4g}" for lr in lrs) in table
+    pareto = tmp_path / "pareto.json"
+    assert run_cli("export", "--storage", url, "--study", "pbt", "--pareto", "-o", str(pareto)).returncode == 0
+    exported = {t["provenance"]["trial"] for t in json.loads(pareto.read_text())["trials"]}
+    assert exported and exported <= final and exported == {int(row[0]) for row in rows}
+    from optuna.artifacts import get_all_artifact_meta
+
+    [figure_meta] = get_all_artifact_meta(winner, storage=open_storage(url))  # the figure optimize published
+    svg = ElementTree.parse(tmp_path / "pbt.journal.artifacts" / figure_meta.artifact_id).getroot()
+    lr_line = svg.findall(".//{http://www.w3.org/2000/svg}polyline")[0].get("points", "").split()
+    assert len(lr_line) == 3 * 6 - 2  # each of the 6 epochs a point, each change of epoch a vertical step
+    xs_ys = [tuple(map(float, p.split(","))) for p in lr_line]
+    assert all(a[0] == b[0] or a[1] == b[1] for a, b in zip(xs_ys, xs_ys[1:], strict=False))  # no diagonal
+
     # results/README's lineage table and figure: the final generation's best first, each with its lr path.
     lineages = subprocess.run([sys.executable, "scripts/pbt_lineages.py", "--storage", url, "--study", "pbt", "--top", "2",
                                "-o", str(tmp_path / "lineages.svg")], cwd=REPO, capture_output=True, text=True, timeout=120)

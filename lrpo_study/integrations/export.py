@@ -41,7 +41,7 @@ BEST = {"accuracy": (record.BEST_VAL_ACCURACY, max), "loss": (record.FINAL_VAL_L
 
 def select_trials(study: optuna.Study, *, trial: int | None, pareto: bool, best: str | None) -> list[FrozenTrial]:
     every = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    complete = [t for t in every if record.is_ours(t)]
+    complete = record.final_generation([t for t in every if record.is_ours(t)])  # a population: its final members
     if trial is not None:
         found = [t for t in every if t.number == trial]
         if not found:

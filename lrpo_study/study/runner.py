@@ -489,17 +489,20 @@ def pareto_table(study: optuna.Study) -> str:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return f"{study.study_name}: no complete trials"
+    final = record.final_generation(complete)  # a population: its members as they ended
+    among = f"{len(final)} final members of {len(complete)} complete" if len(final) < len(complete) else f"{len(complete)} complete"
+    ours = record.our_best_trials(study)
     if len(study.directions) == 1:
-        best = [study.best_trial]
-        title = f"Best trial of {study.study_name} (of {len(complete)} complete):"
+        best = ours[:1] or [study.best_trial]
+        title = f"Best trial of {study.study_name} (of {among}):"
     else:
-        best = sorted(study.best_trials, key=lambda t: t.values)
-        title = f"Pareto trials of {study.study_name} ({len(best)} of {len(complete)} complete):"
+        best = sorted(ours or study.best_trials, key=lambda t: t.values)
+        title = f"Pareto trials of {study.study_name} ({len(best)} of {among}):"
     header = f"{'trial':>5}  " + "  ".join(f"{n:>18}" for n in names) + "  reference  params"
     rows = [title, header]
     for t in best:
         values = "  ".join(f"{v:>18.4f}" for v in t.values)
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        params = record.params_text(t)
         rows.append(f"{t.number:>5}  {values}  {t.user_attrs.get('reference', ''):>9}  {params}")
     return "\n".join(rows)
 

@@ -71,11 +71,27 @@ def is_ours(trial: FrozenTrial) -> bool:
     return METHOD in trial.user_attrs and HYPERPARAMETERS in trial.user_attrs
 
 
+def final_generation(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """A population's last generation (its members as they ended), or ``trials`` as they are when they are
+    not PBT generations: an intermediate generation is a piece of a lineage, not a result."""
+    generations = [t.user_attrs[PBT_GENERATION] for t in trials if PBT_GENERATION in t.user_attrs]
+    if not generations:
+        return list(trials)
+    return [t for t in trials if t.user_attrs.get(PBT_GENERATION) == max(generations)]
+
+
+def params_text(trial: FrozenTrial) -> str:
+    """A trial's searched values in one line; a PBT member's whole lr path, not its last generation's lr."""
+    if PBT_LRS in trial.user_attrs:
+        return "lr path " + " → ".join(f"{lr:.4g}" for lr in trial.user_attrs[PBT_LRS])
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+
+
 def our_best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The Pareto front (or the best trial) among the complete trials lrpo_study made: a trial added
-    by another tool must neither appear in it nor hide ours by dominating them."""
+    """The Pareto front (or the best trial) among the complete trials lrpo_study made (a population's among
+    its final members): a trial added by another tool must neither appear in it nor hide ours by dominating them."""
     signs = [1.0 if d == optuna.study.StudyDirection.MAXIMIZE else -1.0 for d in study.directions]
-    ours = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_ours(t)]
+    ours = final_generation([t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if is_ours(t)])
     scored = [(t, [s * v for s, v in zip(signs, t.values, strict=True)]) for t in ours]
 
     def dominated(a: list[float]) -> bool:

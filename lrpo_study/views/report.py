@@ -111,8 +111,7 @@ def _label(m: MethodTrials) -> str:
 
 
 def _hover(t: FrozenTrial) -> str:
-    hp = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
-    return f"trial {t.number}<br>{hp}"
+    return f"trial {t.number}<br>{record.params_text(t)}"
 
 
 # The two comparison charts: which record value is on x, and how its axis reads.
@@ -188,7 +187,7 @@ def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
         rows.append({
             "task": m.task, "method": _label(m), "trial": t.number, "quality": f"{m.label} {m.quality(t):.4f}",
             "train seconds": f"{m.cost(t, record.TRAIN_SECONDS):.2f}", "epochs": int(m.cost(t, record.EPOCHS)),
-            "complete trials": len(m.trials), "params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items()),
+            "complete trials": len(m.trials), "params": record.params_text(t),
         })
     return rows
 

@@ -27,7 +27,7 @@ _COLORS = {"lr": "#1f77b4", "train_loss": "#ff7f0e", "val_loss": "#d62728", "val
 
 
 def _panel(y0: int, title: str, series: Mapping[str, Sequence[float]], *, log: bool, n: int,
-           cached: int, jump: int | None) -> list[str]:
+           cached: int, jump: int | None, steps: bool = False) -> list[str]:
     """One chart: epochs 1..n on x, ``series`` on y (log10 when ``log``)."""
     width, height = _W - _LEFT - 16, _PANEL_H - 40
     values = [math.log10(v) if log else v for s in series.values() for v in s if v > 0 or not log]
@@ -55,14 +55,22 @@ def _panel(y0: int, title: str, series: Mapping[str, Sequence[float]], *, log: b
         out.append(f'<text x="{_LEFT - 4}" y="{anchor}" font-size="10" text-anchor="end">{label}</text>')
     out.append(f'<text x="{_LEFT + width}" y="{y0 + _TOP + height + 12}" font-size="10" text-anchor="end">epoch {n}</text>')
     for i, (name, s) in enumerate(series.items()):
-        points = " ".join(f"{x(e + 1):.1f},{y(v):.1f}" for e, v in enumerate(s) if v > 0 or not log)
+        kept = [(e + 1.0, v) for e, v in enumerate(s) if v > 0 or not log]
+        if steps:  # a value held through each epoch: it changes halfway between two epochs' points, vertically
+            kept = [p for (e, v), nxt in zip(kept, [*kept[1:], None], strict=True)
+                    for p in ([(e, v)] if nxt is None else [(e, v), (e + 0.5, v), (e + 0.5, nxt[1])])]
+        points = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in kept)
         out.append(f'<polyline points="{points}" fill="none" stroke="{_COLORS[name]}" stroke-width="2"/>')
         out.append(f'<text x="{_LEFT + 8 + 110 * i}" y="{y0 + _TOP + height + 12}" font-size="11" fill="{_COLORS[name]}">{name}</text>')
     return out
 
 
-def trial_svg(curves: Mapping[str, Sequence[float]], *, title: str, cached_epochs: int = 0, jump_epoch: int | None = None) -> str:
-    """Learning rate (log scale), training and validation loss, and validation accuracy per epoch."""
+def trial_svg(
+    curves: Mapping[str, Sequence[float]], *, title: str, cached_epochs: int = 0, jump_epoch: int | None = None,
+    lr_steps: bool = False,
+) -> str:
+    """Learning rate (log scale), training and validation loss, and validation accuracy per epoch; with
+    ``lr_steps`` the lr is drawn as the steps it is (constant through each epoch: PBT's pieces)."""
     n = len(curves.get("val_loss", []))
     if n == 0:  # diverged within its first epoch: nothing per epoch to draw, but say so
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="60" viewBox="0 0 {_W} 60" font-family="sans-serif">'
@@ -75,7 +83,8 @@ def trial_svg(curves: Mapping[str, Sequence[float]], *, title: str, cached_epoch
     height = 30 + _PANEL_H * len(panels)
     body = [f'<text x="8" y="18" font-size="14">{html.escape(title)}</text>']
     for i, (name, series, log) in enumerate(panels):
-        body += _panel(24 + i * _PANEL_H, name, series, log=log, n=n, cached=cached_epochs, jump=jump_epoch)
+        body += _panel(24 + i * _PANEL_H, name, series, log=log, n=n, cached=cached_epochs, jump=jump_epoch,
+                       steps=lr_steps and name.startswith("learning rate"))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" viewBox="0 0 {_W} {height}" '
             f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>{"".join(body)}</svg>\n')
 
@@ -136,7 +145,7 @@ def publish(trial: optuna.Trial, *, outcome: str, artifact_dir: str | None) -> N
     hp = attrs.get(record.HYPERPARAMETERS, {})
     jump = hp.get("pretrain_epochs", 0) + 1 if attrs.get(record.METHOD) == "lrpo" else None
     svg = trial_svg(curves, title=f"trial {trial.number}: {attrs[record.METHOD]} ({outcome})",
-                    cached_epochs=attrs.get(record.CACHED_EPOCHS, 0), jump_epoch=jump)
+                    cached_epochs=attrs.get(record.CACHED_EPOCHS, 0), jump_epoch=jump, lr_steps=record.PBT_MEMBER in attrs)
     from optuna.artifacts import FileSystemArtifactStore, upload_artifact  # noqa: PLC0415
 
     Path(artifact_dir).mkdir(parents=True, exist_ok=True)
