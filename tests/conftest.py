@@ -9,9 +9,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -30,6 +30,7 @@ if os.environ.get("OMP_NUM_THREADS") == "1":
     torch.set_num_threads(1)  # in case a plugin imported torch before this file
 from lrpo_study.tasks.data import Split, load_split
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("LRPO_DATA_DIR") or REPO.parent / "shared" / "data")
 # CLI subprocesses inherit this: tests never download.
@@ -151,24 +152,36 @@ def write_task_study(
     return path
 
 
+def wait_until(predicate: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1,
+               alive: subprocess.Popen[str] | None = None) -> T:
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass (the test
+    fails naming ``what``). An exception from it counts as "not yet" (a study not created yet, a server not
+    listening yet). With ``alive``, a process that exits meanwhile fails the test at once, with its stderr."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):
+            value = predicate()
+            if value:
+                return value
+        if alive is not None and alive.poll() is not None:
+            pytest.fail(f"{what}: the process exited first ({alive.returncode}): {alive.stderr.read() if alive.stderr else ''}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s")
+        time.sleep(interval)
+
+
 @contextlib.contextmanager
-def dashboard_server(storage_url: str) -> Iterator[str]:
+def dashboard_server(storage_url: str, *, cwd: Path = REPO, env: dict[str, str] | None = None) -> Iterator[str]:
     """``python -m lrpo_study dashboard`` on a free port, as a real subprocess; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrpo_study", "dashboard", "--storage", storage_url, "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/api/meta", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"dashboard exited: {proc.stderr.read() if proc.stderr else ''}")
-                time.sleep(0.5)
+        wait_until(lambda: urllib.request.urlopen(f"{base}/api/meta", timeout=2), timeout=60, what="the dashboard answers",
+                   interval=0.5, alive=proc)
         yield base
     finally:
         proc.terminate()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -152,7 +151,7 @@ def test_a_postgresql_study_stores_its_figures_where_the_dashboard_finds_them(pg
     import sys
     import uuid
 
-    from .conftest import free_port, write_study
+    from .conftest import write_study
 
     name = f"figures-{uuid.uuid4().hex[:8]}"
     spec = write_study(tmp_path / "s.toml", name=name, n_trials=2, fixed="epochs = 2\nbatch_size = 256")
@@ -167,24 +166,11 @@ def test_a_postgresql_study_stores_its_figures_where_the_dashboard_finds_them(pg
         metas = [get_all_artifact_meta(t, storage=storage) for t in trials]
         assert [[m.mimetype for m in ms] for ms in metas] == [["image/svg+xml"]] * 2
         assert all((tmp_path / "lrpo_study.artifacts" / ms[0].artifact_id).is_file() for ms in metas)
-        port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "lrpo_study", "dashboard", "--storage", pg_url, "--port", str(port)],
-                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            for _ in range(120):
-                try:
-                    studies = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=2))["study_summaries"]
-                    break
-                except OSError:
-                    assert server.poll() is None, server.communicate()
-                    time.sleep(0.5)
+        with dashboard_server(pg_url, cwd=tmp_path, env=env) as base:  # no --artifact-dir: from the same folder
+            studies = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=10))["study_summaries"]
             study_id = next(s["study_id"] for s in studies if s["study_name"] == name)
             for t, ms in zip(trials, metas, strict=True):
                 served = urllib.request.urlopen(f"{base}/artifacts/{study_id}/{t._trial_id}/{ms[0].artifact_id}", timeout=10)
                 assert served.status == 200 and served.read().startswith(b"<svg")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     finally:
         optuna.delete_study(study_name=name, storage=pg_url)

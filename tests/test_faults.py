@@ -19,7 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import REPO, assert_one_line_error, free_port, run_cli, write_study
+from .conftest import REPO, assert_one_line_error, free_port, run_cli, wait_until, write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -141,23 +141,24 @@ def optimize_until_running(spec: Path, url: str, name: str, *extra: str) -> subp
         [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress", "--heartbeat", "1",
          *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        with contextlib.suppress(Exception):  # not created yet
-            study = optuna.load_study(study_name=name, storage=url)
-            if study.get_trials(states=(TrialState.RUNNING,)) and ("--workers" not in extra or study.get_trials(states=FINISHED)):
-                return proc
-    proc.kill()
-    pytest.fail(f"no trial of {name} started in time")
+    def running() -> bool:
+        study = optuna.load_study(study_name=name, storage=url)
+        return bool(study.get_trials(states=(TrialState.RUNNING,))) and ("--workers" not in extra or bool(study.get_trials(states=FINISHED)))
+
+    try:
+        wait_until(running, timeout=120, what=f"a trial of {name} runs", interval=0.3, alive=proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
 
 
 def test_a_postgres_outage_mid_study_loses_no_trial(own_postgres: OwnPostgres, tmp_path: Path) -> None:
     spec = write_study(tmp_path / "s.toml", name="outage", n_trials=6, fixed="epochs = 6\nbatch_size = 128")
     url = own_postgres.url
     proc = optimize_until_running(spec, url, "outage", "--workers", "2")
-    own_postgres.stop()  # every connection is cut; the server is gone for 8 s (heartbeat grace: 3 s)
-    time.sleep(8)
+    own_postgres.stop()  # every connection is cut; the server is gone for 5 s, longer than the heartbeat grace (3 s)
+    time.sleep(5)
     own_postgres.start()
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -16,7 +15,14 @@ from optuna.trial import TrialState
 
 from lrpo_study.study.storage import open_storage
 
-from .conftest import REPO, assert_one_line_error, run_cli, write_study, write_task_study
+from .conftest import (
+    REPO,
+    assert_one_line_error,
+    run_cli,
+    wait_until,
+    write_study,
+    write_task_study,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -81,16 +87,13 @@ def test_a_stalled_worker_s_trial_is_failed_by_the_heartbeat_and_retried(tmp_pat
          "--heartbeat", "1", "--device", "cpu"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy(),
     )
-    for _ in range(240):  # poll for up to ~2 minutes
-        time.sleep(0.5)
-        try:
-            study = load(name, url)
-        except Exception:  # noqa: BLE001  (not created yet)
-            continue
+    def sampled_and_running() -> bool:
+        study = load(name, url)
         running = study.get_trials(states=(TrialState.RUNNING,))
         # Stopped before its lr is suggested, the trial would be retried with a fresh sample, not its own.
-        if study.get_trials(states=FINISHED) and running and running[0].params:
-            break
+        return bool(study.get_trials(states=FINISHED) and running and running[0].params)
+
+    wait_until(sampled_and_running, timeout=120, what="a trial runs with its lr after one finished", interval=0.5)
     proc.send_signal(signal.SIGSTOP)
     try:
         study = load(name, url)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -23,7 +22,7 @@ from lrpo_study import load_schedule, load_settings
 from lrpo_study.schedules import PiecewiseLR, make_schedule, piecewise_lr
 from lrpo_study.study.storage import open_storage
 
-from .conftest import REPO, assert_one_line_error, cli, run_cli
+from .conftest import REPO, assert_one_line_error, cli, run_cli, wait_until
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -185,15 +184,9 @@ def test_resuming_after_ctrl_c_continues_the_same_population(tmp_path: Path) -> 
     proc = subprocess.Popen([sys.executable, "-m", "lrpo_study", *args], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
-        for _ in range(600):  # until the population is in its second generation
-            try:
-                study = optuna.load_study(study_name="pbt-resume", storage=url)
-                if any(t.user_attrs.get("pbt_generation") == 1 for t in study.get_trials(states=(TrialState.RUNNING,))):
-                    break
-            except KeyError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
+        wait_until(lambda: any(t.user_attrs.get("pbt_generation") == 1 for t in optuna.load_study(
+            study_name="pbt-resume", storage=url).get_trials(states=(TrialState.RUNNING,))),
+            timeout=120, what="the population's second generation", interval=0.2, alive=proc)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -292,10 +285,9 @@ def test_two_processes_released_at_once_train_each_generation_once(
         ) for i in range(2)]
         runs.append((attempt, name, url, procs))
     try:
-        for _ in range(6000):
-            if len(list(tmp_path.glob("*.ready"))) == 2 * repeats or any(p.poll() is not None for *_, ps in runs for p in ps):
-                break
-            time.sleep(0.01)
+        wait_until(lambda: len(list(tmp_path.glob("*.ready"))) == 2 * repeats
+                   or any(p.poll() is not None for *_, ps in runs for p in ps), timeout=60, what="every process imported",
+                   interval=0.01)
         go.touch()
         for attempt, name, url, procs in runs:
             errors = [p.communicate(timeout=240)[1] for p in procs]

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from lrpo_study.study.storage import open_storage
 
-from .conftest import REPO, assert_one_line_error, cli, free_port, run_cli, write_study
+from .conftest import REPO, assert_one_line_error, cli, free_port, run_cli, wait_until, write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LONG = "epochs = 100\nbatch_size = 128"  # a trial runs for seconds even on a fast machine: the tests find it RUNNING
@@ -35,16 +35,13 @@ def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
 
 def wait_for_running(name: str, url: str, *, older_than: float, timeout: float = 180) -> optuna.trial.FrozenTrial:
     """A RUNNING trial that has been training for ``older_than`` seconds (so it has checkpoints)."""
-    for _ in range(int(timeout / 0.3)):  # poll, bounded
-        time.sleep(0.3)
-        try:
-            study = optuna.load_study(study_name=name, storage=open_storage(url))
-        except KeyError:
-            continue
-        for t in study.get_trials(states=(TrialState.RUNNING,)):
-            if "pid" in t.user_attrs and t.datetime_start and time.time() - t.datetime_start.timestamp() > older_than:
-                return t
-    pytest.fail("no trial started in time")
+
+    def old_enough() -> optuna.trial.FrozenTrial | None:
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+        return next((t for t in study.get_trials(states=(TrialState.RUNNING,))
+                     if "pid" in t.user_attrs and t.datetime_start and time.time() - t.datetime_start.timestamp() > older_than), None)
+
+    return wait_until(old_enough, timeout=timeout, what=f"a trial of {name} runs for {older_than} s", interval=0.3)
 
 
 @pytest.mark.parametrize("backend", ["journal", "postgres"])
@@ -427,10 +424,8 @@ def test_a_trial_killed_under_one_thread_count_is_not_resumed_under_another(tmp_
     every_core = {"OMP_NUM_THREADS": str(os.cpu_count())}  # the suite's processes train with one thread otherwise
     proc = start("optimize", str(spec), "--storage", url, "--no-progress", "--checkpoint-dir", str(checkpoints), env=every_core)
     victim = wait_for_running(name, url, older_than=1.5)
-    for _ in range(600):  # on a loaded machine the first epoch may take longer than the probe: wait for its checkpoint
-        if list(checkpoints.glob("*.pt")):
-            break
-        time.sleep(0.1)
+    # on a loaded machine the first epoch may take longer than the probe: wait for its checkpoint
+    wait_until(lambda: list(checkpoints.glob("*.pt")), timeout=60, what="the first checkpoint")
     proc.kill()
     proc.wait()
     assert list(checkpoints.glob("*.pt")), "the killed trial must have left a checkpoint"
