@@ -93,7 +93,7 @@ def test_a_stalled_worker_s_trial_is_failed_by_the_heartbeat_and_retried(tmp_pat
         # Stopped before its lr is suggested, the trial would be retried with a fresh sample, not its own.
         return bool(study.get_trials(states=FINISHED) and running and running[0].params)
 
-    wait_until(sampled_and_running, timeout=120, what="a trial runs with its lr after one finished", interval=0.5)
+    wait_until(sampled_and_running, timeout=240, what="a trial runs with its lr after one finished", interval=0.5)
     proc.send_signal(signal.SIGSTOP)
     try:
         study = load(name, url)

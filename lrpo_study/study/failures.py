@@ -29,7 +29,7 @@ from lrpo_study import interrupts
 from lrpo_study.errors import UserError, exception_chain
 from lrpo_study.views import record
 
-__all__ = ["TrialFailedAlone", "fails_alone", "stop_after_failures"]
+__all__ = ["FailsAlone", "TrialFailedAlone", "stop_after_failures"]
 
 _DISK = (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
@@ -77,17 +77,20 @@ def _time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def fails_alone(
-    objective: Callable[[optuna.Trial], Any], *, passes: tuple[type[BaseException], ...] = (), timeout: float | None = None,
-) -> Callable[[optuna.Trial], Any]:
+class FailsAlone:
     """``objective``, whose own failures fail only its trial (``TrialFailedAlone``); ``passes``: exceptions
-    that mean something else to the caller (raised as they are)."""
+    that mean something else to the caller (raised as they are). ``failures`` counts the trials it failed."""
 
-    def guarded(trial: optuna.Trial) -> Any:
+    def __init__(self, objective: Callable[[optuna.Trial], Any], *, passes: tuple[type[BaseException], ...] = (),
+                 timeout: float | None = None) -> None:
+        self.objective, self.passes, self.timeout = objective, passes, timeout
+        self.failures = 0
+
+    def __call__(self, trial: optuna.Trial) -> Any:
         try:
-            with _time_limit(timeout):
-                return objective(trial)
-        except passes:
+            with _time_limit(self.timeout):
+                return self.objective(trial)
+        except self.passes:
             raise
         except Exception as exc:
             if interrupts.requested():  # a Ctrl-C that came out as another error on its way up
@@ -95,15 +98,14 @@ def fails_alone(
             if _not_the_trial_s_own(exc):
                 raise
             if isinstance(exc, _TimedOut):
-                reason = f"ran longer than --trial-timeout {timeout:g} s"
+                reason = f"ran longer than --trial-timeout {self.timeout:g} s"
             else:
                 reason = _last_line(exc)
                 trial.set_user_attr(record.FAIL_TRACEBACK, "".join(traceback.format_exception(exc)[-6:])[-4000:])
             trial.set_user_attr(record.FAIL_REASON, reason)
             tqdm.write(f"lrpo_study: trial {trial.number} failed: {reason}", file=sys.stderr)
+            self.failures += 1
             raise TrialFailedAlone(reason) from None
-
-    return guarded
 
 
 def _failed_alone(study: optuna.Study) -> list[FrozenTrial]:

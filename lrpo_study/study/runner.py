@@ -29,7 +29,7 @@ from lrpo_study.training.loop import resolve_device
 from lrpo_study.views import record
 
 from . import pbt
-from .failures import TrialFailedAlone, fails_alone, stop_after_failures
+from .failures import FailsAlone, TrialFailedAlone, stop_after_failures
 from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, LoopObjective, Objective, reference_params
 from .pruning import optuna_pruner
@@ -298,9 +298,10 @@ def _not_a_sqlalchemy_guess(record: logging.LogRecord) -> bool:
 
 
 
-def _work(spec: StudySpec, options: RunOptions, target: int, task: Task | None = None, worker: int = 0) -> None:
+def _work(spec: StudySpec, options: RunOptions, n_trials: int, target: int, task: Task | None = None, worker: int = 0) -> None:
     """Worker number ``worker``: its own device, storage connection, task data and seeded sampler; it trains
-    until the storage holds ``target`` finished (or running) trials."""
+    its share of ``n_trials`` (and one more for each trial that failed alone) while the storage holds fewer
+    than ``target`` finished or running trials."""
     if options.workers > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // options.workers))
     quiet_optuna_logs()
@@ -328,13 +329,18 @@ def _work(spec: StudySpec, options: RunOptions, target: int, task: Task | None =
     if spec.pbt is not None:
         assert isinstance(objective, Objective)  # a pbt study trains its task (the spec's parser checked)
         pbt.optimize(study, pbt.PBTObjective(spec, objective.run), catch=(TrialFailedAlone,), callbacks=(failures,),
-                     guard=lambda f: fails_alone(f, passes=(pbt.NotRun,), timeout=options.trial_timeout))
+                     guard=lambda f: FailsAlone(f, passes=(pbt.NotRun,), timeout=options.trial_timeout))
         return
-    study.optimize(
-        # No n_trials: a trial that failed alone is not one of the study's total; _stop_at ends this process there.
-        _within_total(study, fails_alone(objective, timeout=options.trial_timeout), target), n_trials=None,
-        gc_after_trial=False, catch=(_OverTotal, TrialFailedAlone), callbacks=[_stop_at(target), failures],
-    )
+    guarded = FailsAlone(objective, timeout=options.trial_timeout)
+    while n_trials > 0:
+        failed_before = guarded.failures
+        study.optimize(
+            _within_total(study, guarded, target), n_trials=n_trials, gc_after_trial=False,
+            catch=(_OverTotal, TrialFailedAlone), callbacks=[_stop_at(target), failures],
+        )
+        if count_finished(study) + len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) >= target:
+            return
+        n_trials = guarded.failures - failed_before  # a trial that failed alone is not one of the study's total
 
 
 def _stop_at(target: int) -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -458,22 +464,23 @@ def _run_study(spec: StudySpec, options: RunOptions, task: Task | None) -> optun
         return study
     with _Monitor(spec, options.storage, done, target, options.progress):
         if options.workers == 1:
-            _work(spec, options, target, task)
+            _work(spec, options, target - done, target, task)
         else:
             _parallel_rounds(spec, options, study, target)
     return study
 
 
 def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, target: int, rounds: int = 3) -> None:
-    """Workers train until the study's total; a round cut short by a dead worker is followed by another."""
+    """Workers split what is missing; a round cut short by a dead worker is followed by another."""
     for _ in range(rounds):
         missing = target - count_finished(study)
         if missing <= 0:
             return
         workers = min(options.workers, missing)
+        shares = [missing // workers + (i < missing % workers) for i in range(workers)]
         try:
             # A dead worker's trial is failed and re-queued at once (retried_from), before the heartbeat's grace.
-            died = run_workers(_work, [(spec, options, target, None, i) for i in range(workers)],
+            died = run_workers(_work, [(spec, options, share, target, None, i) for i, share in enumerate(shares)],
                                on_death=lambda: fail_dead_local_trials(study))
         except KeyboardInterrupt:
             fail_dead_local_trials(study)  # a worker killed after the grace period left its trial RUNNING
