@@ -23,7 +23,7 @@ from lrpo_study.training.checkpoints import CheckpointStore
 from lrpo_study.training.hyperparameters import resolve
 from lrpo_study.training.loop import TrainResult, train
 
-from .conftest import REPO, run_cli, write_study, write_task_study
+from .conftest import REPO, cli, run_cli, write_study, write_task_study
 
 SMALL = {"batch_size": 256}
 
@@ -297,10 +297,10 @@ def test_confirm_branches_wsd_runs_of_one_seed_from_their_shared_trunk(tmp_path:
         '[fixed]\nbatch_size = 64\nlr = 0.05\nwarmup_steps = 3\n[search]\nepochs = { type = "int", low = 2, high = 5 }\n'
     )
     url = f"sqlite:///{tmp_path / 'w.db'}"
-    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu").returncode == 0
+    assert cli("optimize", str(spec), "--storage", url, "--no-progress", "--device", "cpu").returncode == 0
 
     def confirm(*flags: str) -> tuple[str, dict]:
-        proc = run_cli("confirm", "--storage", url, "--best", "3", "--seeds", "7", "--device", "cpu",
+        proc = cli("confirm", "--storage", url, "--best", "3", "--seeds", "7", "--device", "cpu",
                        "--task", "tests.user_task:classification", *flags)
         assert proc.returncode == 0, proc.stderr
         study = optuna.load_study(study_name="wsd-confirm", storage=url)

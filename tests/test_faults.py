@@ -19,7 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import REPO, assert_one_line_error, free_port, run_cli, wait_until, write_study
+from .conftest import REPO, assert_one_line_error, cli, free_port, run_cli, wait_until, write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -48,13 +48,13 @@ def test_a_journal_torn_by_a_full_disk_is_repaired_and_the_study_survives(tmp_pa
     finished_before = len(optuna.load_study(study_name="torn", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal)))).get_trials(states=FINISHED))
 
-    again = run_cli("optimize", str(spec), "--storage", url, "--no-progress", "--no-cache")
+    again = cli("optimize", str(spec), "--storage", url, "--no-progress", "--no-cache")
     assert again.returncode == 0, again.stderr
     assert "partial record" in again.stderr and (tmp_path / "j.log.torn-1").exists()
     study = optuna.load_study(study_name="torn", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(journal))))
     assert finished_before >= 1 and len(study.get_trials(states=FINISHED)) == 6  # nothing lost, target reached
-    assert run_cli("export", "--storage", url, "--study", "torn", "--best", "accuracy", "-o", str(tmp_path / "x.json")).returncode == 0
+    assert cli("export", "--storage", url, "--study", "torn", "--best", "accuracy", "-o", str(tmp_path / "x.json")).returncode == 0
 
 
 def test_a_full_cache_and_checkpoint_folder_costs_a_warning_not_the_run(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_sqlite_file_damaged_mid_file_is_one_line_everywhere(tmp_path: Path) -
         (["confirm", "--storage", url, "--study", "damaged"], []),  # refused before it reads a damaged page
         (["optimize", str(spec), "--storage", url, "--no-progress"], []),
     ):
-        assert_one_line_error(run_cli(*args), *needles)
+        assert_one_line_error(cli(*args), *needles)
 
 
 class OwnPostgres:

@@ -70,7 +70,7 @@ def test_killed_worker_trial_is_failed_retried_and_resumed(backend: str, tmp_pat
         assert len(retries[0].user_attrs["curves"]["val_accuracy"]) == retries[0].user_attrs["epochs"]
         assert not list(checkpoints.glob("*.pt"))  # finished trials clean up after themselves
         export = tmp_path / "settings.json"
-        assert run_cli("export", "--storage", url, "--study", name, "--pareto", "-o", str(export)).returncode == 0
+        assert cli("export", "--storage", url, "--study", name, "--pareto", "-o", str(export)).returncode == 0
     finally:
         proc.kill()
         if backend == "postgres":
@@ -102,7 +102,7 @@ def test_divergence_prunes_with_a_reason_and_the_study_goes_on(tmp_path: Path) -
         search='lr = { type = "float", low = 0.5, high = 2.0 }',
     )
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
+    assert cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
     study = optuna.load_study(study_name="diverge", storage=url)
     trials = study.get_trials(states=FINISHED)
     assert len(trials) == 3
@@ -119,16 +119,16 @@ def test_passwords_never_appear_in_output_or_exports(pg_url: str, tmp_path: Path
     spec = write_study(tmp_path / "s.toml", name=name, n_trials=1)
     try:
         outputs = []
-        proc = run_cli("optimize", str(spec), "--storage", url)
+        proc = cli("optimize", str(spec), "--storage", url)
         assert proc.returncode == 0, proc.stderr
         outputs += [proc.stdout, proc.stderr]
         assert "postgres:***@" in proc.stdout
         export = tmp_path / "settings.json"
-        proc = run_cli("export", "--storage", url, "--study", name, "--trial", "0", "-o", str(export))
+        proc = cli("export", "--storage", url, "--study", name, "--trial", "0", "-o", str(export))
         outputs += [proc.stdout, proc.stderr, export.read_text()]
         assert json.loads(export.read_text())["provenance"]["storage"].startswith("postgresql+psycopg://postgres:***@")
         for bad in (url.replace("postgres:", "nobody:"), url.replace("5432", "1")):
-            proc = run_cli("optimize", str(spec), "--storage", bad)
+            proc = cli("optimize", str(spec), "--storage", bad)
             assert_one_line_error(proc, "***")
             outputs += [proc.stdout, proc.stderr]
         assert not any(secret in text for text in outputs)
@@ -204,7 +204,7 @@ def test_several_optimize_processes_stop_at_the_study_total_with_their_own_sampl
     """Two terminals running the same command on one storage: 6 trials in all, no parameter set twice."""
     spec = write_study(tmp_path / "s.toml", name="shared", n_trials=6, sampler="random", fixed="epochs = 2\nbatch_size = 256")
     url = f"sqlite:///{tmp_path / 's.db'}"
-    assert run_cli("optimize", str(spec), "--storage", url, "--n-trials", "1", "--no-progress").returncode == 0  # create it once
+    assert cli("optimize", str(spec), "--storage", url, "--n-trials", "1", "--no-progress").returncode == 0  # create it once
     procs = [
         subprocess.Popen([sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress"],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -222,9 +222,9 @@ def test_several_optimize_processes_stop_at_the_study_total_with_their_own_sampl
 def test_a_changed_study_file_is_refused_on_resume_naming_what_changed(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec = write_study(tmp_path / "s.toml", name="edited", n_trials=1, fixed="epochs = 2\nbatch_size = 256")
-    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
+    assert cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
     more = write_study(tmp_path / "s.toml", name="edited", n_trials=2, fixed="epochs = 2\nbatch_size = 256")
-    assert run_cli("optimize", str(more), "--storage", url, "--no-progress").returncode == 0  # a larger total is fine
+    assert cli("optimize", str(more), "--storage", url, "--no-progress").returncode == 0  # a larger total is fine
     text = spec.read_text()
     for edited, needles in [  # two edits a file: each is named
         (text.replace("train_size = 1024", "train_size = 2048").replace("log = true", "log = false"),
@@ -233,7 +233,7 @@ def test_a_changed_study_file_is_refused_on_resume_naming_what_changed(tmp_path:
          ["objectives[0]", "final_val_accuracy", "fixed.epochs: 2 → 3"]),
     ]:
         spec.write_text(edited)
-        assert_one_line_error(run_cli("optimize", str(spec), "--storage", url, "--no-progress"), *needles, "new [study] name")
+        assert_one_line_error(cli("optimize", str(spec), "--storage", url, "--no-progress"), *needles, "new [study] name")
     assert len(optuna.load_study(study_name="edited", storage=url).trials) == 2
 
 
@@ -395,21 +395,21 @@ def test_ctrl_c_to_the_process_group_while_workers_start_is_one_line_and_leaves_
 def test_studies_and_trials_not_made_by_lrpo_study_are_skipped(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     spec = write_study(tmp_path / "s.toml", name="ours", n_trials=2, fixed="epochs = 2\nbatch_size = 256")
-    assert run_cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
+    assert cli("optimize", str(spec), "--storage", url, "--no-progress").returncode == 0
     ours = optuna.load_study(study_name="ours", storage=url)
     ours.add_trial(optuna.trial.create_trial(values=[0.99, 0.01]))  # the best trial, made by another tool
     plain = optuna.create_study(study_name="plain", storage=url, directions=["maximize", "minimize"])
     plain.add_trial(optuna.trial.create_trial(values=[0.5, 1.0]))
     out = tmp_path / "p.json"
-    proc = run_cli("export", "--storage", url, "--study", "ours", "--pareto", "-o", str(out))
+    proc = cli("export", "--storage", url, "--study", "ours", "--pareto", "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     exported = json.loads(out.read_text())["trials"]
     assert exported and all(t["method"] == "fixed" for t in exported)  # our front, not hidden by the foreign trial
-    assert_one_line_error(run_cli("export", "--storage", url, "--study", "plain", "--pareto", "-o", str(out)), "not made by lrpo_study")
-    proc = run_cli("confirm", "--storage", url, "--seeds", "1")
+    assert_one_line_error(cli("export", "--storage", url, "--study", "plain", "--pareto", "-o", str(out)), "not made by lrpo_study")
+    proc = cli("confirm", "--storage", url, "--seeds", "1")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert "plain" not in proc.stdout and "ours" in proc.stdout
-    proc = run_cli("report", "--storage", url, "-o", str(tmp_path / "r.html"))
+    proc = cli("report", "--storage", url, "-o", str(tmp_path / "r.html"))
     assert proc.returncode == 0, proc.stderr
 
 
