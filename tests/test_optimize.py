@@ -80,7 +80,8 @@ def test_a_stalled_worker_s_trial_is_failed_by_the_heartbeat_and_retried(tmp_pat
     """The worker's process is alive (stopped, SIGSTOP) but its heartbeat stopped: our pid check leaves
     it alone, so only Optuna's heartbeat can fail the trial; its retry must bring the study to its target."""
     name = f"stalled-{uuid.uuid4().hex[:8]}"
-    spec = write_study(tmp_path / "s.toml", name=name, n_trials=3, fixed="epochs = 15\nbatch_size = 128")
+    # Long trials (40 epochs), so the one seen running is still running when its worker is stopped a moment later.
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=3, fixed="epochs = 40\nbatch_size = 128")
     url = pg_url
     proc = subprocess.Popen(
         [sys.executable, "-m", "lrpo_study", "optimize", str(spec), "--storage", url, "--no-progress",

@@ -465,9 +465,29 @@ def _run_study(spec: StudySpec, options: RunOptions, task: Task | None) -> optun
     with _Monitor(spec, options.storage, done, target, options.progress):
         if options.workers == 1:
             _work(spec, options, target - done, target, task)
+            missing = _missing_after_stalled(study, options, target)
+            if missing:
+                _work(spec, options, missing, target, task)
         else:
             _parallel_rounds(spec, options, study, target)
     return study
+
+
+def _missing_after_stalled(study: optuna.Study, options: RunOptions, target: int) -> int:
+    """Trials still to run once the RUNNING ones that held this process back are known to be alive: one whose
+    worker stopped beating (alive but stalled) counts as running until the heartbeat's grace has passed, then
+    it is failed and re-queued. Waits at most that long, and only on a storage with a heartbeat."""
+    if not options.storage.startswith(("postgresql", "mysql", "sqlite")):
+        return 0
+    deadline = time.monotonic() + 4 * options.heartbeat
+    while count_finished(study) < target and time.monotonic() < deadline:
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            break
+        with _chosen_features():
+            optuna.storages.fail_stale_trials(study)
+        time.sleep(min(1.0, options.heartbeat))
+    running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+    return max(0, target - count_finished(study) - running)
 
 
 def _parallel_rounds(spec: StudySpec, options: RunOptions, study: optuna.Study, target: int, rounds: int = 3) -> None:
