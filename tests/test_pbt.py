@@ -238,7 +238,8 @@ def test_a_pbt_study_searches_lr_only_and_does_not_prune(tmp_path: Path) -> None
 
 RELEASED_TOGETHER = r"""
 import os, sys, time
-import lrpo_study.study.runner  # torch, optuna and the package imported before the release: nothing left to skew it
+# Everything optimize imports, before the release: nothing left to skew the two processes apart.
+import numpy, torch._dynamo, lrpo_study.study.runner, lrpo_study.cli.optimize, tests.user_task
 from lrpo_study.cli import main
 ready, go = sys.argv[1], sys.argv[2]
 open(ready, "w").close()
