@@ -34,7 +34,7 @@ from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, LoopObjective, Objective, reference_params
 from .pruning import optuna_pruner
 from .spec import StudySpec, check_corners, check_objectives
-from .storage import mask_url, open_storage
+from .storage import is_rdb, mask_url, open_storage
 from .workers import run_workers
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -477,7 +477,7 @@ def _missing_after_stalled(study: optuna.Study, options: RunOptions, target: int
     """Trials still to run once the RUNNING ones that held this process back are known to be alive: one whose
     worker stopped beating (alive but stalled) counts as running until the heartbeat's grace has passed, then
     it is failed and re-queued. Waits at most that long, and only on a storage with a heartbeat."""
-    if not options.storage.startswith(("postgresql", "mysql", "sqlite")):
+    if not is_rdb(options.storage):
         return 0
     deadline = time.monotonic() + 4 * options.heartbeat
     while count_finished(study) < target and time.monotonic() < deadline:
