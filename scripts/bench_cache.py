@@ -25,7 +25,6 @@ import optuna
 
 from lrpo_study.study.runner import RunOptions, run_study
 from lrpo_study.study.spec import load_spec
-from lrpo_study.views.record import QUALITY_METRICS
 
 
 def main() -> None:
@@ -39,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = load_spec(args.study)
-    quality = next((o for o in base.objectives if o in QUALITY_METRICS), "best_val_accuracy")
+    quality = base.quality(has_accuracy=True).spelling
     sizes = {k: v for k, v in (("train_size", args.train_size), ("val_size", args.val_size)) if v is not None}
     spec = dataclasses.replace(
         base, name="bench-cache", n_trials=args.n_trials, objectives=(quality, "epochs"),

@@ -45,11 +45,11 @@ def main() -> None:
         result = train(task=task, method="cosine", hyperparameters=hp, seed=seed, device=device, progress=True)
         tokens = result.epochs * task.samples_per_epoch * task.options["block_size"]
         runs.append({
-            "seed": seed, "final_val_loss": result.final_val_loss, "val_loss_curve": result.curves["val_loss"],
+            "seed": seed, "final_val_loss": result.value("final_val_loss"), "val_loss_curve": result.curves["val_loss"],
             "train_seconds": result.train_seconds, "tokens": tokens, "tokens_per_second": tokens / result.train_seconds,
             "iterations": result.epochs * task.samples_per_epoch // hp["batch_size"],
         })
-        print(f"seed {seed}: final val loss {result.final_val_loss:.4f}, {tokens / result.train_seconds:,.0f} tokens/s")
+        print(f"seed {seed}: final val loss {result.value('final_val_loss'):.4f}, {tokens / result.train_seconds:,.0f} tokens/s")
     losses = [r["final_val_loss"] for r in runs]
     speeds = [r["tokens_per_second"] for r in runs]
     machine = args.machine

@@ -101,8 +101,14 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     )
 
 
+def stderr_lines(text: str) -> list[str]:
+    """What a command said on stderr, less its warnings (``optimize`` warns, for one, when every trial of a
+    study costs the same): the lines an error or an interrupt must keep to one."""
+    return [line for line in text.strip().splitlines() if not line.startswith("warning: ")]
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    lines = proc.stderr.strip().splitlines()
+    lines = stderr_lines(proc.stderr)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -113,7 +113,7 @@ CASES = [
     ("task-bad-option", ["optimize", "{study}"], {"study": GOOD_STUDY + '[task]\nname = "tests.user_task:classification"\ncolour = 1\n'},
      ["tests.user_task:classification", "TypeError", "colour"]),
     ("task-no-accuracy", ["optimize", "{study}"], {"study": GOOD_STUDY + '[task]\nname = "tests.user_task:regression"\n'},
-     ["{study}", "no accuracy", "best_val_accuracy"]),
+     ["{study}", "does not record val_accuracy", "best_val_accuracy"]),
     ("task-builtin-option", ["optimize", "{study}"], {"study": GOOD_STUDY + '[task]\nmodel = "resnet"\n'}, ["{study}", "model", "resnet"]),
     ("task-option-moved", ["optimize", "{study}"],
      {"study": GOOD_STUDY.replace("n_trials = 1", 'n_trials = 1\nmodel = "cnn"') + '[task]\nname = "tests.user_task:regression"\n'},

@@ -32,7 +32,7 @@ def test_run_prints_table_and_summary(data_dir: Path) -> None:
     proc = cli("run", "--method", "greedylr", "--set", "factor=0.8", "--set", "patience=0", "--epochs", "2",
                    "--data-dir", str(data_dir), "--train-size", "2048", "--val-size", "512")
     assert proc.returncode == 0, proc.stderr
-    assert "val_acc" in proc.stdout and "best val accuracy" in proc.stdout
+    assert "val_acc" in proc.stdout and "best validation accuracy" in proc.stdout and "training FLOPs" in proc.stdout
 
 
 @pytest.mark.parametrize(

@@ -121,7 +121,7 @@ def test_chromium_shows_the_trial_figure_and_note_and_wide_comparison_charts(das
             "return [...document.querySelectorAll('.js-plotly-plot')].map(p => [p.id, p.querySelector('.nsewdrag')?.getAttribute('width')])")
         ours = [float(w) for pid, w in charts if "lrpo_study_vs" in (pid or "") and w]
         driver.save_screenshot(str(tmp_path / "study.png"))
-        assert len(ours) == 2 and min(ours) >= 300, (charts, areas)
+        assert len(ours) == 3 and min(ours) >= 300, (charts, areas)  # vs FLOPs, seconds, epochs
     finally:
         driver.quit()
 

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lrpo_study"
 
 # bottom to top; the package's face (__init__.py, __main__.py) stands above them all
 LAYERS = ("base", "schedules", "tasks", "training", "views", "study", "integrations", "cli")
-BASE = ("errors", "names", "interrupts", "_version")
+BASE = ("errors", "names", "interrupts", "_version", "metrics")
 WITHOUT_OPTUNA = ("base", "schedules", "tasks", "training")
 FACE = ("lrpo_study", "lrpo_study.__main__")
 

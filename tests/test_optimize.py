@@ -52,7 +52,8 @@ def test_sqlite_study_records_everything_and_optuna_cli_reads_it(tmp_path: Path)
     assert len(paper) == 1 and paper[0].params == {"pretrain_epochs": 10, "finetune_epochs": 5}
     attrs = paper[0].user_attrs
     assert attrs["epochs"] == 16 and len(attrs["curves"]["val_accuracy"]) == 16
-    assert set(attrs["curves"]) == {"val_accuracy", "val_loss", "train_loss", "lr", "seconds"}
+    assert set(attrs["curves"]) == {"val_accuracy", "val_loss", "train_loss", "lr", "seconds", "flops", "eval_flops", "samples"}
+    assert attrs["train_flops"] == sum(attrs["curves"]["flops"]) > 0 and attrs["train_samples"] == 16 * 1024
     assert 0.5 <= attrs["alpha"] <= 2.0 and attrs["curves"]["lr"][10] == pytest.approx(0.05 * attrs["alpha"])
     for key in ("seed", "device", "torch_version", "lrpo_study_version", "train_seconds", "hyperparameters"):
         assert key in attrs, key

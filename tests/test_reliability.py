@@ -20,7 +20,16 @@ from optuna.trial import TrialState
 
 from lrpo_study.study.storage import open_storage
 
-from .conftest import REPO, assert_one_line_error, cli, free_port, run_cli, wait_until, write_study
+from .conftest import (
+    REPO,
+    assert_one_line_error,
+    cli,
+    free_port,
+    run_cli,
+    stderr_lines,
+    wait_until,
+    write_study,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LONG = "epochs = 100\nbatch_size = 128"  # a trial runs for seconds even on a fast machine: the tests find it RUNNING
@@ -86,7 +95,7 @@ def test_ctrl_c_marks_the_trial_failed_and_the_same_command_finishes(tmp_path: P
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)  # a hang fails here; speed itself is not asserted in tests
     assert proc.returncode == 130, err
-    lines = err.strip().splitlines()
+    lines = stderr_lines(err)
     assert len(lines) == 1 and "To resume, run: python -m lrpo_study optimize" in lines[0], err
     study = optuna.load_study(study_name="sigint", storage=url)
     assert not study.get_trials(states=(TrialState.RUNNING,))
@@ -326,7 +335,7 @@ def test_ctrl_c_anywhere_in_start_up_is_one_line_and_130() -> None:
     assert not pending, f"never started importing torch: {pending}"
     for delay, proc in zip(SIGINT_POINTS, procs, strict=True):
         _, err = proc.communicate(timeout=120)
-        assert (proc.returncode, err.strip().splitlines()) == (130, ["lrpo_study: interrupted"]), (delay, err)
+        assert (proc.returncode, stderr_lines(err)) == (130, ["lrpo_study: interrupted"]), (delay, err)
 
 
 def test_ctrl_c_to_the_process_group_with_two_workers_is_one_line_and_fails_the_trials(tmp_path: Path) -> None:
@@ -339,7 +348,7 @@ def test_ctrl_c_to_the_process_group_with_two_workers_is_one_line_and_fails_the_
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the parent and its workers
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and len(stderr_lines(err)) == 1, err
     study = optuna.load_study(study_name="sigint2", storage=open_storage(url))
     assert not study.get_trials(states=(TrialState.RUNNING,)) and study.get_trials(states=(TrialState.FAIL,))
 
@@ -385,7 +394,7 @@ def test_ctrl_c_to_the_process_group_while_workers_start_is_one_line_and_leaves_
     assert not pending, f"no workers appeared: {pending}"
     for i, (delay, proc) in enumerate(zip(WORKER_SIGINT_POINTS, procs, strict=True)):
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 130 and len(err.strip().splitlines()) == 1, (delay, err)
+        assert proc.returncode == 130 and len(stderr_lines(err)) == 1, (delay, err)
         assert "interrupted" in err and "Traceback" not in err and "lock" not in err, (delay, err)
         with contextlib.suppress(KeyError):  # interrupted before the study was created
             study = optuna.load_study(study_name=f"start{i}", storage=open_storage(urls[i]))

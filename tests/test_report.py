@@ -32,7 +32,7 @@ def test_a_loss_study_on_a_task_with_accuracy_is_reported_by_its_loss(tmp_path: 
         study_id = next(s["study_id"] for s in studies if s["study_name"] == "by-loss")
         detail = json.load(urllib.request.urlopen(f"{base}/api/studies/{study_id}?after=0"))
     saved = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
-    assert set(saved) == {"lrpo_study_vs_train_seconds", "lrpo_study_vs_epochs"}
+    assert set(saved) == {"lrpo_study_vs_train_flops", "lrpo_study_vs_train_seconds", "lrpo_study_vs_epochs"}
     for figure in saved.values():
         assert figure["layout"]["yaxis"]["title"]["text"] == "final validation loss"
         assert figure["layout"]["showlegend"] is True

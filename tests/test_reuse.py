@@ -224,7 +224,7 @@ def test_report_has_one_front_per_method_and_the_reference_markers(storage: str,
     names = re.findall(r'"name":"([^"]+)"', page)
     fronts = [n for n in names if n.endswith("Pareto front")]
     expected = {f"{m} Pareto front" for m in ("greedylr (greedy)", "fixed", "lrpo", "cosine")}
-    assert set(fronts) == expected and len(fronts) == 2 * len(expected)  # one per panel (seconds, epochs)
+    assert set(fronts) == expected and len(fronts) == 3 * len(expected)  # one per panel (FLOPs, seconds, epochs)
     assert any("baseline, lr 0.05 x 100 epochs" in n for n in names)
     assert any(n.startswith("paper LRPO (Table 1)") for n in names)
     assert any(n.startswith("paper fixed-LR baseline (Table 1)") for n in names)

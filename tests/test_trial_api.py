@@ -24,7 +24,7 @@ from lrpo_study.study.storage import open_storage
 from lrpo_study.training.loop import train
 
 from . import user_loops
-from .conftest import REPO, assert_one_line_error, cli, run_cli
+from .conftest import REPO, assert_one_line_error, cli, run_cli, stderr_lines
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SEARCH = {"lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}
@@ -67,7 +67,8 @@ def check_study_is_ours(url: str, name: str, artifacts: Path, tmp_path: Path, *,
     for t in finished:
         curves = t.user_attrs["curves"]
         assert t.user_attrs["method"] == "cosine" and t.user_attrs["epochs"] == len(curves["val_loss"]) >= 1
-        assert set(curves) == {"train_loss", "val_loss", "val_accuracy", "lr", "seconds"}
+        assert set(curves) == {"train_loss", "val_loss", "val_accuracy", "lr", "seconds", "flops", "samples"}  # the loop counts its steps
+        assert t.user_attrs["train_samples"] == 1024 * len(curves["val_loss"]) and t.user_attrs["train_flops"] > 0
         assert t.user_attrs["train_seconds"] == pytest.approx(sum(curves["seconds"]))
         note = get_note(optuna.Trial(study, t._trial_id))
         assert f"trial {t.number}" in note.lower() or "cosine" in note, note
@@ -134,7 +135,7 @@ def test_a_lightning_module_trains_the_trials_with_its_own_loss(tmp_path: Path) 
                   "--task", "tests.user_loops:lightning_fit")
     # Lightning's own INFO lines come first (the loop is the user's); ours is the one line at the end
     assert no_test.returncode == 2 and "Traceback" not in no_test.stderr, no_test.stderr
-    assert "gave no test score" in no_test.stderr.strip().splitlines()[-1]
+    assert "gave no test score" in stderr_lines(no_test.stderr)[-1]
 
 
 def test_hf_trainer_trials_on_two_workers_with_an_optuna_pruner(tmp_path: Path) -> None:
@@ -171,14 +172,14 @@ def test_the_built_in_loop_s_values_are_its_own_results(small_task: lrpo_study.T
     study.optimize(Objective(spec, small_task, torch.device("cpu")), n_trials=2)
     for t in study.trials:
         result = train(task=small_task, method="cosine", hyperparameters=t.user_attrs["hyperparameters"], seed=spec.train_seed)
-        assert t.values[:2] == [result.best_val_accuracy, result.final_val_loss]
+        assert t.values[:2] == [result.value("best_val_accuracy"), result.value("final_val_loss")]
         assert t.user_attrs["curves"]["val_loss"] == result.curves["val_loss"]
 
 
 @pytest.mark.parametrize(("loop", "needle"), [
     ("silent_fit", "without reporting any epoch"),
     ("greedy_fit", "one too many"),
-    ("loss_only_fit", "needs accuracy"),
+    ("loss_only_fit", "needs val_accuracy"),
     ("not_there", "has no attribute"),
     ("NOT_CALLABLE", "is not callable"),
 ])
@@ -195,7 +196,7 @@ def test_misuse_of_the_api_is_a_value_error_naming_the_cause() -> None:
     spec = lrpo_study.parse_spec(spec_dict("api", loop="tests.user_loops:plain_fit"), where="test")
     study = optuna.create_study(directions=spec.directions)
     run = TrialRun(study.ask(), spec)
-    with pytest.raises(ValueError, match="needs accuracy"):
+    with pytest.raises(ValueError, match="needs val_accuracy"):
         run.report(train_loss=1.0, val_loss=1.0, lr=0.1)
     run = TrialRun(study.ask(), spec)
     with pytest.raises(ValueError, match="without reporting any epoch"):
@@ -247,7 +248,7 @@ def _loop_study(path: Path, loop: str, *, n_trials: int = 3, epochs: int = 2, ta
 
 
 def _failure_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.strip().splitlines() if " failed: " in line]
+    return [line for line in stderr_lines(stderr) if " failed: " in line]
 
 
 def test_an_exception_in_a_loop_fails_that_trial_alone_and_the_study_goes_on(tmp_path: Path) -> None:
@@ -264,14 +265,14 @@ def test_an_exception_in_a_loop_fails_that_trial_alone_and_the_study_goes_on(tmp
 
 @pytest.mark.parametrize(("loop", "reason"), [
     ("always_raises", "ValueError: broken in trial 1"),
-    ("report_typo", "TypeError: TrialRun.report() got an unexpected keyword argument 'train_los'"),
+    ("report_typo", "TypeError: TrialRun.report() missing 1 required keyword-only argument: 'train_loss'"),
     ("returns_after_one_epoch", "the loop reported 1 of its 2 epochs and returned"),
 ])
 def test_failing_trials_stop_the_study_after_max_failures_in_one_line(loop: str, reason: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     proc = cli("optimize", str(_loop_study(tmp_path / "s.toml", loop)), "--storage", url, "--no-progress", "--max-failures", "2")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = stderr_lines(proc.stderr)
     assert len(_failure_lines(proc.stderr)) == 2 and all(reason.split(":")[0] in line for line in _failure_lines(proc.stderr))
     assert lines[-1].startswith(f"lrpo_study: error: {loop}: 2 trials failed (--max-failures 2): trials 0, 1; the last: ")
     assert reason in lines[-1]

@@ -31,8 +31,28 @@ def mlp() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Linear(784, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
 
 
+def macro_f1(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The F1 score averaged over classes, as scikit-learn's f1_score(average="macro")."""
+    predicted = outputs.argmax(-1)
+    scores = []
+    for c in range(int(outputs.shape[-1])):
+        tp = int(((predicted == c) & (targets == c)).sum())
+        fp, fn = int(((predicted == c) & (targets != c)).sum()), int(((predicted != c) & (targets == c)).sum())
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return sum(scores) / len(scores)
+
+
 def plain_fit(run: TrialRun) -> None:
     """pytorch/examples' loop, with the run's optimizer and schedule and one report per epoch."""
+    _plain_fit(run, with_f1=False)
+
+
+def f1_fit(run: TrialRun) -> None:
+    """The same loop, reporting a metric of its own beside accuracy: the macro F1 score."""
+    _plain_fit(run, with_f1=True)
+
+
+def _plain_fit(run: TrialRun, *, with_f1: bool) -> None:
     train, val = fashion()
     torch.manual_seed(run.seed)
     model = mlp()
@@ -45,27 +65,29 @@ def plain_fit(run: TrialRun) -> None:
         model.train()
         total = 0.0
         for x, y in loader:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
-            if schedule.interval == "step":
-                schedule.step()
+            with run.count_step((x, y)):  # FLOPs (counted once per batch shape) and samples, for compute objectives
+                optimizer.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                optimizer.step()
+                if schedule.interval == "step":
+                    schedule.step()
             total += loss.item()
         if schedule.interval == "epoch":
             schedule.step()
         model.eval()
         with torch.no_grad():
             out = model(x_val)
+        f1 = {"val_f1": macro_f1(out, y_val)} if with_f1 else {}
         run.report(train_loss=total / len(loader), val_loss=float(F.cross_entropy(out, y_val)),
-                   val_accuracy=float((out.argmax(1) == y_val).float().mean()))
+                   val_accuracy=float((out.argmax(1) == y_val).float().mean()), **f1)
     if run.wants_test:
         split = load_split(split="holdout", data_dir=DATA_DIR, seed=0, train_size=1024, val_size=256)
         assert split.test_x is not None and split.test_y is not None  # the holdout split keeps the official test set
         with torch.no_grad():
             out = model(split.test_x.flatten(1))
         run.report_test(loss=float(F.cross_entropy(out, split.test_y)),
-                        accuracy=float((out.argmax(1) == split.test_y).float().mean()))
+                        accuracy=float((out.argmax(1) == split.test_y).float().mean()), f1=macro_f1(out, split.test_y))
 
 
 def lightning_fit(run: TrialRun) -> None:

@@ -233,3 +233,25 @@ def float_class_targets() -> Task:
     task = classification(n=64)
     (x, y), (vx, vy) = task.train, task.val
     return dataclasses.replace(task, train=(x, y.float()), val=(vx, vy.float()))
+
+
+def balanced_accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """The mean of the per-class recalls (scikit-learn's balanced_accuracy_score)."""
+    predicted = outputs.argmax(-1)
+    recalls = [float((predicted[targets == c] == c).float().mean()) for c in targets.unique()]
+    return sum(recalls) / len(recalls)
+
+
+def imbalanced(*, n: int = 768, seed: int = 0) -> Task:
+    """``classification`` with one class three times as common as the others, scored by balanced accuracy
+    too (``Task.metrics``): a study maximizes ``val_balanced``."""
+    gen = torch.Generator().manual_seed(seed)
+    x, y = _blobs(2 * (n + 512), 8, 4, gen)
+    keep = torch.cat([torch.nonzero(y == 0).flatten(), torch.nonzero(y != 0).flatten()[: (n + 512) // 2]])
+    keep = keep[torch.randperm(len(keep), generator=gen)][: n + 512]
+    x, y = x[keep], y[keep]
+    train, val, test = (x[:n], y[:n]), (x[n:n + 256], y[n:n + 256]), (x[n + 256:], y[n + 256:])
+    return Task(
+        build_model=lambda: nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 4)),
+        train=train, val=val, test=test, name="blobs-imbalanced", metrics={"balanced": balanced_accuracy},
+    )

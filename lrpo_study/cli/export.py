@@ -16,7 +16,8 @@ def register(sub: Any) -> None:
     pick = exp.add_mutually_exclusive_group()
     pick.add_argument("--trial", type=int, help="trial number")
     pick.add_argument("--pareto", action="store_true", help="all Pareto trials")
-    pick.add_argument("--best", choices=("accuracy", "loss", "seconds"), help="the Pareto trial best at this")
+    pick.add_argument("--best", metavar="OBJECTIVE", help="the Pareto trial best at this: one of the study's objectives "
+                      "(best_val_accuracy, train_flops, final_val_f1, ...) or accuracy, loss, seconds, flops")
     exp.add_argument("-o", "--output", default="settings.json")
     exp.add_argument("--for", dest="target", choices=("lrpo_study", "transformers"), default="lrpo_study",
                      help="lrpo_study: settings for load_schedule (default); transformers: TrainingArguments keyword arguments")

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from lrpo_study import metrics
 from lrpo_study.errors import UserError
 from lrpo_study.names import METHODS
 
@@ -137,12 +138,13 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.summary()))
         return 0
-    accuracy = f"best val accuracy {result.best_val_accuracy:.4f} | " if task.has_accuracy else ""
+    found = metrics.available(result.curves)
+    shown = [o for o in found if not o.is_cost and o.reduction == ("best" if o.curve == metrics.VAL_ACCURACY else "final")]
+    quality = " | ".join(f"{o.label} {o.value(result.curves):.4f}" for o in shown)
+    costs = " | ".join(f"{o.label} {o.value(result.curves):.4g}" for o in found if o.is_cost)
     print(
-        f"{accuracy}final val loss {result.final_val_loss:.4f} | "
-        f"epochs {result.epochs} | train seconds {result.train_seconds:.2f}"
+        f"{quality} | {costs}"
         + (f" | alpha {result.extras['alpha']:.4f}" if "alpha" in result.extras else "")
-        + "".join(f" | {name.replace('_', ' ')} {result.extras[name]:.4f}" for name in ("test_loss", "test_accuracy")
-                  if name in result.extras)
+        + "".join(f" | {name.replace('_', ' ')} {value:.4f}" for name, value in result.extras.items() if name.startswith("test_"))
     )
     return 0

@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lrpo_study import metrics
 from lrpo_study.errors import UserError
 from lrpo_study.study.storage import mask_url
 from lrpo_study.views import record
@@ -35,8 +36,23 @@ def trial_settings(study: optuna.Study, trial: FrozenTrial, storage_url: str) ->
     return settings
 
 
-# --best X: which record value, and whether more (max) or less (min) is better.
-BEST = {"accuracy": (record.BEST_VAL_ACCURACY, max), "loss": (record.FINAL_VAL_LOSS, min), "seconds": (record.TRAIN_SECONDS, min)}
+# Short names --best takes besides an objective's own (best_val_accuracy, train_flops, final_val_f1).
+BEST_ALIASES = {"accuracy": metrics.BEST_VAL_ACCURACY.name, "loss": metrics.FINAL_VAL_LOSS.name,
+                "seconds": metrics.TRAIN_SECONDS.name, "flops": metrics.TRAIN_FLOPS.name}
+
+
+def best_objective(study: optuna.Study, best: str) -> metrics.Objective:
+    """What ``--best`` names: one of the study's objectives by name (its direction as the study has it), an
+    alias, or any other objective the trials record (``max:final_val_f1`` for a metric of the user's)."""
+    name = BEST_ALIASES.get(best, best)
+    spec = study.user_attrs.get(record.SPEC, {})
+    for objective in (metrics.parse_objective(o) for o in spec.get("objectives", ())):
+        if name in (objective.name, objective.spelling):
+            return objective
+    try:
+        return metrics.parse_objective(name)
+    except ValueError as exc:
+        raise UserError(f"--best {best}: {exc}; the study's objectives: {', '.join(spec.get('objectives', ()))}") from None
 
 
 def select_trials(study: optuna.Study, *, trial: int | None, pareto: bool, best: str | None) -> list[FrozenTrial]:
@@ -57,17 +73,15 @@ def select_trials(study: optuna.Study, *, trial: int | None, pareto: bool, best:
     names = study.metric_names or []
     if best is None:
         if len(study.directions) > 1:
-            raise UserError("a multi-objective study needs --trial N, --pareto or --best accuracy|loss|seconds")
+            raise UserError(f"a multi-objective study needs --trial N, --pareto or --best OBJECTIVE ({', '.join(names)})")
         return record.our_best_trials(study)[:1]
-    wanted, pick = BEST[best]
+    objective = best_objective(study, best)
     source = record.our_best_trials(study) if len(study.directions) > 1 else complete
-    if wanted in names:
-        i = names.index(wanted)
-        values = [(t.values[i], t) for t in source]
-    else:
-        values = [(t.user_attrs[wanted], t) for t in source if wanted in t.user_attrs]
+    values = [(v, t) for t in source if (v := record.TrialRecord.of(t).value(objective)) == v]  # NaN: not recorded
     if not values:
-        raise UserError(f"study {study.study_name!r} records no {wanted} (its task has no accuracy?); use --best loss or seconds")
+        raise UserError(f"study {study.study_name!r} records no {objective.curve} for --best {best}; "
+                        f"its objectives: {', '.join(names)}")
+    pick = max if objective.higher_is_better else min
     return [pick(values, key=lambda vt: vt[0])[1]]
 
 

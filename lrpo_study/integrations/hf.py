@@ -31,8 +31,9 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from lrpo_study import metrics as vocabulary
 from lrpo_study.schedules import CurvatureLR, MetricSchedule, Schedule, ScheduleHooks
-from lrpo_study.study.trial_run import TrialRun, TrialRunError
+from lrpo_study.study.trial_run import StepCount, TrialRun, TrialRunError
 
 __all__ = ["ScheduleCallback", "TrialCallback"]
 
@@ -123,8 +124,10 @@ class ScheduleCallback(TrainerCallback):
 
 class TrialCallback(ScheduleCallback):
     """A Hugging Face ``Trainer`` run as a study's trial: on each evaluation, hands ``run`` the evaluation's
-    ``eval_loss`` (and ``eval_accuracy`` when ``compute_metrics`` gives one) and the mean of the training
-    losses the Trainer logged since the last one; stops training when the trial is pruned
+    ``eval_loss`` (``eval_accuracy`` and any other ``eval_<name>`` that ``compute_metrics`` gives, as ``val_<name>``)
+    and the mean of the training losses the Trainer logged since the last one; counts each optimizer step's
+    cost (``run.count_step`` on the model's training inputs: FLOPs once per batch shape, samples, tokens), so a
+    study may minimize ``train_flops`` or ``train_tokens``; stops training when the trial is pruned
     (``run.finish()`` then raises ``optuna.TrialPruned``). It also steps ``schedule`` like ``ScheduleCallback``.
 
         optimizer = run.make_optimizer(model.parameters())
@@ -139,6 +142,41 @@ class TrialCallback(ScheduleCallback):
         super().__init__(schedule)
         self.run = run
         self._losses: list[float] = []
+        self._step: StepCount | None = None
+        self._counting: torch.utils.hooks.RemovableHandle | None = None
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        super().on_train_begin(args, state, control, **kwargs)
+        model = kwargs.get("model")
+        if model is not None:
+            self._counting = model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
+        """Each training forward: the first of an optimizer step starts counting the step (its FLOPs once per
+        batch shape), later ones (gradient accumulation) add their samples and tokens; ``on_step_end`` stops."""
+        if not module.training:
+            return
+        batch = dict(kwargs) if kwargs else args[0]
+        if self._step is None:
+            self._step = self.run.count_step(batch)
+            self._step.start()
+        else:
+            self._step.more(batch)
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._step is not None:
+            self._step.stop()
+            self._step = None
+        super().on_step_end(args, state, control, **kwargs)
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self._step is not None:  # a step cut short
+            self._step.stop(completed=False)
+            self._step = None
+        if self._counting is not None:
+            self._counting.remove()
+            self._counting = None
+        super().on_train_end(args, state, control, **kwargs)
 
     def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         logs = kwargs.get("logs") or {}
@@ -154,9 +192,13 @@ class TrialCallback(ScheduleCallback):
             raise TrialRunError("no training loss was logged before this evaluation: "
                                 "TrainingArguments(logging_strategy='epoch') logs one per epoch")
         accuracy = metrics.get("eval_accuracy")
+        others = {f"val_{k.removeprefix('eval_')}": float(v) for k, v in metrics.items()  # compute_metrics' eval_f1 → val_f1
+                  if k.startswith("eval_") and k not in ("eval_loss", "eval_accuracy") and isinstance(v, (int, float))
+                  and vocabulary.is_metric_name(k) and f"val_{k.removeprefix('eval_')}" not in vocabulary.CURVES
+                  and not k.endswith(("_runtime", "_per_second"))}
         try:
             self.run.report(train_loss=sum(self._losses) / len(self._losses), val_loss=float(metrics["eval_loss"]),
-                            val_accuracy=None if accuracy is None else float(accuracy))
+                            val_accuracy=None if accuracy is None else float(accuracy), **others)
         except optuna.TrialPruned:
             control.should_training_stop = True
         self._losses = []

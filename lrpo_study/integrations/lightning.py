@@ -22,8 +22,9 @@ import optuna
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lrpo_study import metrics as vocabulary
 from lrpo_study.schedules import Schedule, ScheduleHooks
-from lrpo_study.study.trial_run import TrialRun, TrialRunError
+from lrpo_study.study.trial_run import StepCount, TrialRun, TrialRunError
 
 __all__ = ["ScheduleCallback", "TrialCallback", "lr_scheduler_config"]
 
@@ -52,9 +53,11 @@ class ScheduleCallback(Callback):
 
 class TrialCallback(ScheduleCallback):
     """A Lightning fit as a study's trial: after each validation epoch, hands ``run`` the logged validation
-    metrics (``val_loss``, and ``val_accuracy`` when logged) and the epoch's mean training loss (what
+    metrics (``val_loss``, ``val_accuracy`` and any other ``val_*`` you log) and the epoch's mean training loss (what
     ``training_step`` returned: your loss, label smoothing and all); stops the fit when the trial is pruned
-    (``run.finish()`` then raises ``optuna.TrialPruned``). It also does ``ScheduleCallback``'s work.
+    (``run.finish()`` then raises ``optuna.TrialPruned``). It counts each training step's cost
+    (``run.count_step``: FLOPs, samples, a dict batch's tokens), so a study may minimize ``train_flops``.
+    It also does ``ScheduleCallback``'s work.
 
         def configure_optimizers(self):
             optimizer = run.make_optimizer(self.parameters())
@@ -70,14 +73,29 @@ class TrialCallback(ScheduleCallback):
     def __init__(self, run: TrialRun, *, val_loss: str = "val_loss", val_accuracy: str = "val_accuracy") -> None:
         self.run, self.val_loss, self.val_accuracy = run, val_loss, val_accuracy
         self._losses: list[float] = []
+        self._step: StepCount | None = None
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._losses = []
 
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        # Each batch's step (training_step, backward, optimizer step) is counted: FLOPs once per batch shape,
+        # samples (and a dict batch's tokens) always.
+        self._step = self.run.count_step(batch)
+        self._step.start()
+
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._step is not None:
+            self._step.stop()
+            self._step = None
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):
             self._losses.append(float(loss.detach()))
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if self._step is not None:
+            self._step.stop(completed=False)
+            self._step = None
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not self._losses:
@@ -87,10 +105,12 @@ class TrialCallback(ScheduleCallback):
             raise TrialRunError(f"the validation metrics {sorted(metrics)} lack {self.val_loss!r}: log it in "
                                 "validation_step, or name yours with TrialCallback(run, val_loss=...)")
         accuracy = metrics.get(self.val_accuracy)
+        others = {k: float(v) for k, v in metrics.items() if k.startswith("val_") and k not in (self.val_loss, self.val_accuracy)
+                  and vocabulary.is_metric_name(k)}  # val_f1 and the like, as logged
         try:
             self.run.report(
                 train_loss=sum(self._losses) / len(self._losses), val_loss=float(metrics[self.val_loss]),
-                val_accuracy=None if accuracy is None else float(accuracy),
+                val_accuracy=None if accuracy is None else float(accuracy), **others,
             )
         except optuna.TrialPruned:
             trainer.should_stop = True  # the fit ends after this epoch; run.finish() raises TrialPruned

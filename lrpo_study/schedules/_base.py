@@ -41,6 +41,9 @@ class ScheduleHooks:
     PARAMS: ClassVar[dict[str, Param]] = {}
     # Whether the lr at epoch e depends on how long the run is planned to be (annealing, phases).
     length_dependent: ClassVar[bool] = False
+    # Hyperparameters that change what a run computes (besides epochs and batch size): extra work per step
+    # or per epoch, or the run's length; a study searching none of them costs every trial the same.
+    COST_PARAMS: ClassVar[frozenset[str]] = frozenset()
     # Live objects and per-batch scratch a schedule holds but that are not its state.
     _NOT_STATE: ClassVar[frozenset[str]] = frozenset(
         {"optimizer", "probe", "params", "generator", "_loss_sum", "_loss_count"}
@@ -57,6 +60,11 @@ class ScheduleHooks:
             detached = loss.detach()
             self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
             self._loss_count += 1
+
+    def step_phase(self) -> object:
+        """What sets this step's work apart from another step's, for counting its FLOPs (the curvature
+        schedule: whether it estimates tr(H) at this step); a plain schedule adds no work: None."""
+        return None
 
     def batch_end(self) -> None:
         """Call after ``optimizer.step()``: steps a per-step schedule."""

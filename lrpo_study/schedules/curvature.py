@@ -56,6 +56,7 @@ class CurvatureLR(StepSchedule):
 
     interval = "step"
     step_function = False  # the lr follows the Hessian trace of the losses seen
+    COST_PARAMS = frozenset({"estimate_every", "n_probes"})  # Hessian-vector products
     PARAMS = {
         "lam": Param(float, 1000.0, "λ, applied to tr(H) / parameter count", low=0.0),
         "estimate_every": Param(int, 20, "batches between Hessian-trace estimates", low=1, high=MAX_STEPS),
@@ -105,6 +106,9 @@ class CurvatureLR(StepSchedule):
         # The new lr applies to this batch's optimizer step already.
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
             group["lr"] = lr
+
+    def step_phase(self) -> object:
+        return self.last_epoch % self.estimate_every == 0  # Hessian-vector products at this step
 
     def get_last_lr(self) -> list[float]:  # type: ignore[override]
         """The lr set last: by the latest step, or by ``observe`` within the step it estimated at."""

@@ -49,6 +49,7 @@ class LRPO(MetricSchedule):
     monitor = "train_loss"
     _STATE_PARAMS = frozenset({"alpha"})
     length_dependent = True
+    COST_PARAMS = frozenset({"pretrain_epochs", "finetune_epochs", "variant", "probe_candidates", "predictor_hidden"})
     PARAMS = {
         "pretrain_epochs": Param(int, 10, "epochs at the base lr before the jump", low=1, high=MAX_EPOCHS),
         "finetune_epochs": Param(int, 5, "epochs at finetune_lr after the jump", low=0, high=MAX_EPOCHS),

@@ -27,6 +27,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from lrpo_study import metrics
 from lrpo_study.errors import UserError
 from lrpo_study.tasks import BUILTIN_TASKS, load_loop, load_task
 from lrpo_study.training.cache import TrajectoryCache
@@ -65,6 +66,12 @@ def chosen_trials(study: optuna.Study, top: int | None, numbers: list[int] | Non
         picked = record.our_best_trials(study)[: None if len(study.directions) > 1 else 1]
     picked += [t for t in complete if t.user_attrs.get(record.REFERENCE) and t not in picked]
     return sorted(picked, key=lambda t: t.number)
+
+
+def _test_metric(study: optuna.Study, trial: record.TrialRecord) -> str:
+    """What confirm scores: the test split's counterpart of the study's quality objective (test_accuracy,
+    test_loss, test_f1)."""
+    return record.study_quality(study.user_attrs[record.SPEC], has_accuracy=trial.has_accuracy).test_metric
 
 
 def _maximizes_first(study: optuna.Study) -> bool:
@@ -117,19 +124,19 @@ def confirm_study(
             f"study {study.study_name!r}: task {task_name!r} ({', '.join(f'{k}={v}' for k, v in options.items())}) "
             "has no test data to confirm on"
         )
-    by_accuracy = _maximizes_first(study)  # the maximized objectives are the accuracies
     out = []
     for trial in chosen:
         r = record.TrialRecord.of(trial)
-        values, seconds, cached = [], [], 0
+        metric = _test_metric(study, r)
+        values, seconds, flops, cached = [], [], [], 0
         for seed in seeds:
             result = train(task=tasks[seed], method=r.method, hyperparameters=r.hyperparameters, seed=seed, device=device,
                            progress=sys.stderr.isatty(), score_test=True, cache=cache)
-            metric = "test_accuracy" if by_accuracy and "test_accuracy" in result.extras else "test_loss"
             values.append(float(result.extras[metric]))
             seconds.append(result.train_seconds)
+            flops.append(result.value(metrics.TRAIN_FLOPS))
             cached += result.extras["cached_epochs"]
-        confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs)
+        confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs, flops)
         study.set_user_attr(f"{record.CONFIRM_PREFIX}{trial.number}", confirmation.to_attr())
         renote(study, trial, confirmation)
         out.append(Confirmed(study.study_name, r.method, trial.number, r.reference, confirmation, cached))
@@ -137,12 +144,14 @@ def confirm_study(
 
 
 def confirmation_table(results: list[Confirmed]) -> str:
-    lines = [f"{'study':>16} {'method':>10} {'trial':>5} {'ref':>8} {'epochs':>6} {'test metric':>14} {'mean ± sd':>17} {'train s':>8}"]
+    lines = [f"{'study':>16} {'method':>10} {'trial':>5} {'ref':>8} {'epochs':>6} {'test metric':>14} {'mean ± sd':>17} "
+             f"{'train FLOPs':>11} {'train s':>8}"]
     for c in results:
         r = c.result
+        flops = f"{statistics.fmean(r.train_flops):.4g}" if r.train_flops else "-"
         lines.append(
             f"{c.study:>16} {c.method:>10} {c.trial:>5} {c.reference or '':>8} {r.epochs:>6} {r.metric:>14} "
-            f"{r.mean:>8.4f} ± {r.sd:.4f} {statistics.fmean(r.train_seconds):>8.1f}"
+            f"{r.mean:>8.4f} ± {r.sd:.4f} {flops:>11} {statistics.fmean(r.train_seconds):>8.1f}"
         )
     return "\n".join(lines)
 
@@ -154,14 +163,15 @@ def _confirm_loop(
     ``run.wants_test``, scores its final model on its own test data (``run.report_test``)."""
     loop_name = options.pop("loop")
     loop = load_loop(loop_name)
-    by_accuracy = _maximizes_first(study)
+    objectives = tuple(study.user_attrs[record.SPEC]["objectives"])
     out = []
     for trial in chosen:
         r = record.TrialRecord.of(trial)
-        values, seconds = [], []
+        metric = _test_metric(study, r)
+        values, seconds, flops = [], [], []
         for seed in seeds:
             spec = StudySpec(path=f"study {study.study_name!r}", name=study.study_name, method=r.method, task=loop_name,
-                             task_options=options, loop=loop_name, fixed=dict(r.hyperparameters))
+                             task_options=options, loop=loop_name, fixed=dict(r.hyperparameters), objectives=objectives)
             run = TrialRun(optuna.trial.FixedTrial({}), spec, seed=seed, device=device, test=True)
             try:
                 loop(run)
@@ -170,10 +180,14 @@ def _confirm_loop(
             if not run.test_scores:
                 raise UserError(f"loop {loop_name!r} gave no test score to confirm on: when run.wants_test, "
                                 "score the final model on your test data and call run.report_test(loss=..., accuracy=...)")
-            metric = "test_accuracy" if by_accuracy and "test_accuracy" in run.test_scores else "test_loss"
+            if metric not in run.test_scores:
+                raise UserError(f"loop {loop_name!r} reported the test scores {sorted(run.test_scores)}, not {metric}: "
+                                f"the study's quality is {metric.replace('test_', 'val_')} (run.report_test(...))")
             values.append(run.test_scores[metric])
-            seconds.append(sum(run.curves["seconds"]))
-        confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs)
+            seconds.append(metrics.TRAIN_SECONDS.value(run.curves))
+            if metrics.FLOPS in run.curves:
+                flops.append(metrics.TRAIN_FLOPS.value(run.curves))
+        confirmation = record.Confirmation(metric, values, seeds, seconds, r.epochs, flops)
         study.set_user_attr(f"{record.CONFIRM_PREFIX}{trial.number}", confirmation.to_attr())
         renote(study, trial, confirmation)
         out.append(Confirmed(study.study_name, r.method, trial.number, r.reference, confirmation))

@@ -15,7 +15,7 @@ from lrpo_study.tasks import BUILTIN_TASKS, Task, task_options
 from lrpo_study.training.cache import TrajectoryCache
 from lrpo_study.training.checkpoints import CheckpointStore, checkpoint_key
 from lrpo_study.training.hyperparameters import resolve, with_defaults
-from lrpo_study.training.loop import Diverged, EpochMetrics, curve_names, train
+from lrpo_study.training.loop import Diverged, EpochMetrics, train
 from lrpo_study.views import record
 
 from .spec import StudySpec
@@ -108,7 +108,7 @@ class Objective:
             trial.set_user_attr(record.RESUMED_FROM_EPOCH, int(resume["epoch"]))
 
         def hook(m: EpochMetrics) -> None:  # the loop shows its whole history: epochs resumed or cached included
-            run.curves.update({name: list(m.history[name]) for name in curve_names(task)})
+            run.curves.update({name: list(m.history[name]) for name in task.curves()})
             run.observe_epoch(m.epoch, from_cache=m.from_cache)
 
         try:

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lrpo_study import metrics
 from lrpo_study.views import record
 
 from .liveness import retry_attrs
@@ -131,12 +132,11 @@ def score(trial: FrozenTrial | optuna.Trial, spec: StudySpec) -> float:
     """A generation's result, higher is better: the study's quality metric's curve at the generation's end
     (the latest value, as Ray's PBT ranks); a diverged generation is the worst."""
     curves = trial.user_attrs.get(record.CURVES, {})
-    metric = record.quality_metric(spec.objectives, has_accuracy=bool(curves.get("val_accuracy")))
-    curve = curves.get("val_loss" if metric == "final_val_loss" else "val_accuracy") or [math.nan]
-    value = float(curve[-1])
+    quality = spec.quality(has_accuracy=bool(curves.get(metrics.VAL_ACCURACY)))
+    value = float((curves.get(quality.curve) or [math.nan])[-1])
     if not math.isfinite(value):
         return -math.inf
-    return value if record.higher_is_better(metric) else -value
+    return value if quality.higher_is_better else -value
 
 
 def _by_generation(study: optuna.Study, states: tuple[TrialState, ...]) -> dict[tuple[int, int], list[FrozenTrial]]:

@@ -10,10 +10,11 @@ objective only), so multi-objective studies use ``QuantileRule``:
     trial: a 10-epoch cosine run is far more annealed at epoch 8 than a
     30-epoch one, and comparing them would prune long runs unfairly. If there
     are at least ``min_trials`` of them, prune when the trial's
-    validation accuracy at e is strictly below their ``quantile``-quantile at
-    e **and** its training seconds so far are not lower than their median at
-    e by more than ``cost_tolerance`` (a trial that lags while being clearly
-    cheaper may still reach the cheap end of the Pareto front).
+    quality (validation accuracy, loss, or the metric the study maximizes) at e is strictly below their ``quantile``-quantile at
+    e **and** its cost so far (the study's cost objective: FLOPs, samples, or
+    seconds) is not lower than their median at e by more than
+    ``cost_tolerance`` (a trial that lags while being clearly cheaper may
+    still reach the cheap end of the Pareto front).
 
 Strictly below: trials that are identical by construction at epoch e (the
 shared pretrain of an LRPO study) never prune each other there. The reason and
@@ -23,11 +24,13 @@ epoch go into the trial's user_attrs (``pruned_reason``, ``pruned_epoch``).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
 
+from lrpo_study import metrics
 from lrpo_study.views import record
 
 from .spec import PruningSpec
@@ -57,39 +60,41 @@ def _quantile(values: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class QuantileRule:
-    """The rule above on validation accuracy, or (``higher_is_better=False``) on validation loss
-    for a task without accuracy: there "below the quantile" reads "above the (1 − q)-quantile"."""
+    """The rule above on the study's ``quality`` objective's curve (validation accuracy, loss or a metric of
+    the user's): for a lower-is-better one, "below the quantile" reads "above the (1 − q)-quantile". "At no
+    lower cost" compares the curve of the study's ``cost`` objective (FLOPs, samples, seconds) so far."""
 
     spec: PruningSpec
-    higher_is_better: bool = True
+    quality: metrics.Objective = metrics.BEST_VAL_ACCURACY
+    cost: metrics.Objective = metrics.TRAIN_SECONDS
 
     def reason(
-        self, study: optuna.Study, *, epoch: int, total_epochs: int, value: float, seconds_so_far: float,
+        self, study: optuna.Study, *, epoch: int, total_epochs: int, curves: Mapping[str, Sequence[float]],
         length_dependent: bool = True,
     ) -> str | None:
-        """Why the trial should stop at ``epoch``, or None to go on."""
+        """Why the trial with these ``curves`` (``epoch`` epochs so far) should stop, or None to go on."""
         if epoch <= self.spec.warmup_epochs or epoch >= total_epochs:
             return None
-        curve = "val_accuracy" if self.higher_is_better else "val_loss"
+        curve, cost_curve = self.quality.curve, self.cost.curve
         others, costs = [], []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-            curves = t.user_attrs.get(record.CURVES)
+            theirs = t.user_attrs.get(record.CURVES)
             planned = t.user_attrs.get(record.HYPERPARAMETERS, {}).get("epochs", 0)
             comparable = planned >= total_epochs or not length_dependent
-            if curves and len(curves.get(curve, [])) >= epoch and comparable:
-                others.append(curves[curve][epoch - 1])
-                costs.append(sum(curves["seconds"][:epoch]))
+            if theirs and len(theirs.get(curve, [])) >= epoch and cost_curve in theirs and comparable:
+                others.append(theirs[curve][epoch - 1])
+                costs.append(sum(theirs[cost_curve][:epoch]))
         if len(others) < self.spec.min_trials:
             return None
-        q = self.spec.quantile if self.higher_is_better else 1.0 - self.spec.quantile
+        higher = self.quality.higher_is_better
+        value, spent = curves[curve][-1], sum(curves[cost_curve])
+        q = self.spec.quantile if higher else 1.0 - self.spec.quantile
         threshold = _quantile(others, q)
-        behind = value < threshold if self.higher_is_better else value > threshold
-        cheap = seconds_so_far < statistics.median(costs) * (1.0 - self.spec.cost_tolerance)
+        behind = value < threshold if higher else value > threshold
+        cheap = spent < statistics.median(costs) * (1.0 - self.spec.cost_tolerance)
         if behind and not cheap:
-            name = "val accuracy" if self.higher_is_better else "val loss"
-            relation = "<" if self.higher_is_better else ">"
             return (
-                f"{name} {value:.4f} {relation} {q:g}-quantile {threshold:.4f} of "
-                f"{len(others)} trials at epoch {epoch}, at no lower cost"
+                f"{metrics.label(curve)} {value:.4f} {'<' if higher else '>'} {q:g}-quantile {threshold:.4f} of "
+                f"{len(others)} trials at epoch {epoch}, at no lower {metrics.label(cost_curve)}"
             )
         return None

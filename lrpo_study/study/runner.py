@@ -33,7 +33,7 @@ from .failures import FailsAlone, TrialFailedAlone, stop_after_failures
 from .liveness import fail_dead_local_trials
 from .objective import REFERENCES, LoopObjective, Objective, reference_params
 from .pruning import optuna_pruner
-from .spec import StudySpec, check_corners, check_objectives
+from .spec import StudySpec, check_corners, check_objectives, constant_cost
 from .storage import is_rdb, mask_url, open_storage
 from .workers import run_workers
 
@@ -268,7 +268,7 @@ def spec_task(spec: StudySpec, options: RunOptions) -> Task | None:
         load_loop(spec.loop)
         return None
     task = load_task(spec.task, spec.task_options, data_dir=options.data_dir, seed=spec.train_seed)
-    check_objectives(spec, has_accuracy=task.has_accuracy)
+    check_objectives(spec, curves=task.curves(), by=f"task {spec.task!r}")
     check_corners(spec, defaults=task.defaults)
     return task
 
@@ -528,7 +528,7 @@ def pareto_table(study: optuna.Study) -> str:
     header = f"{'trial':>5}  " + "  ".join(f"{n:>18}" for n in names) + "  reference  params"
     rows = [title, header]
     for t in best:
-        values = "  ".join(f"{v:>18.4f}" for v in t.values)
+        values = "  ".join(f"{v:>18.6g}" for v in t.values)
         params = record.params_text(t)
         rows.append(f"{t.number:>5}  {values}  {t.user_attrs.get('reference', ''):>9}  {params}")
     return "\n".join(rows)
@@ -537,7 +537,7 @@ def pareto_table(study: optuna.Study) -> str:
 def cache_share(study: optuna.Study) -> str:
     """How many of the finished trials' epochs the trajectory cache served."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    epochs = sum(t.user_attrs.get(record.EPOCHS, 0) for t in trials)
+    epochs = sum(record.TrialRecord.of(t).epochs for t in trials if record.is_ours(t))
     cached = sum(t.user_attrs.get(record.CACHED_EPOCHS, 0) for t in trials)
     return served_line(study.study_name, cached=cached, epochs=epochs)
 
@@ -550,6 +550,9 @@ def run_all(specs: Sequence[StudySpec], options: RunOptions) -> list[optuna.Stud
     studies = []
     for spec, task in zip(specs, tasks, strict=True):
         start = time.perf_counter()
+        warning = constant_cost(spec)
+        if warning:  # when the storage has taken the study and it starts
+            tqdm.write(warning, file=sys.stderr)
         with interrupts.as_exception():  # from the first write on, Ctrl-C fails the running trial and closes the storage
             study = _run_study(spec, options, task)
         print(pareto_table(study))

@@ -9,24 +9,24 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from lrpo_study import metrics
 from lrpo_study.errors import UserError
 from lrpo_study.names import SAMPLERS
 from lrpo_study.tasks import BUILTIN_TASKS, DEFAULT_TASK, task_options
-from lrpo_study.training.hyperparameters import METHODS, method_params, resolve, with_defaults
+from lrpo_study.training.hyperparameters import (
+    METHODS,
+    cost_params,
+    method_params,
+    resolve,
+    with_defaults,
+)
 
-Direction = Literal["maximize", "minimize"]
-OBJECTIVES: dict[str, Direction] = {
-    "best_val_accuracy": "maximize",
-    "final_val_accuracy": "maximize",
-    "final_val_loss": "minimize",
-    "train_seconds": "minimize",
-    "epochs": "minimize",
-}
+_LOOP_OBJECTIVES = (metrics.BEST_VAL_ACCURACY.name, metrics.EPOCHS.name)
 MAX_TRIALS = 1_000_000  # a study's trials; past this a typo (1e21), not a plan
 SINGLE_PRUNERS = ("median", "successive_halving", "hyperband", "none")
 MULTI_PRUNERS = ("quantile", "none")
@@ -36,7 +36,6 @@ _STUDY_KEYS = {
 }
 # Before [task] existed these were [study] keys; they still work there for fashion-mnist.
 _FASHION_MNIST_STUDY_KEYS = ("model", "split", "train_size", "val_size")
-ACCURACY_OBJECTIVES = ("best_val_accuracy", "final_val_accuracy")
 _PRUNING_KEYS = {"rule": str, "warmup_epochs": int, "min_trials": int, "quantile": float, "cost_tolerance": float}
 _SEARCH_KEYS = {"type": str, "low": (int, float), "high": (int, float), "log": bool, "step": (int, float), "choices": list, "when": dict}
 
@@ -97,7 +96,7 @@ class StudySpec:
     task: str = DEFAULT_TASK
     task_options: dict[str, Any] = field(default_factory=dict)
     loop: str | None = None  # "package.module:function": the user's training loop trains the trials instead of a task
-    objectives: tuple[str, ...] = ("best_val_accuracy", "train_seconds")
+    objectives: tuple[str, ...] = (metrics.BEST_VAL_ACCURACY.name, metrics.TRAIN_FLOPS.name)  # as the file spells them
     sampler: str = "tpe"
     n_trials: int = 20
     seed: int = 0
@@ -109,8 +108,16 @@ class StudySpec:
     pbt: PBTSpec | None = None  # method "pbt" only
 
     @property
-    def directions(self) -> list[Direction]:
-        return [OBJECTIVES[o] for o in self.objectives]
+    def parsed_objectives(self) -> tuple[metrics.Objective, ...]:
+        return tuple(metrics.parse_objective(o) for o in self.objectives)
+
+    @property
+    def directions(self) -> list[metrics.Direction]:
+        return [o.direction for o in self.parsed_objectives]
+
+    def quality(self, *, has_accuracy: bool) -> metrics.Objective:
+        """The objective that scores the model (``metrics.quality_objective``)."""
+        return metrics.quality_objective(self.objectives, has_accuracy=has_accuracy)
 
     @property
     def generations(self) -> int:
@@ -164,12 +171,18 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
     for key in ("seed", "train_seed"):
         if key in study and not 0 <= study[key] < 2**32:
             raise fail(f"study.{key}", f"must be in [0, 2**32), got {study[key]}")
-    objectives = tuple(study.get("objectives", StudySpec.objectives))
+    # A loop counts FLOPs only when it says what its steps cost (count_step): its default cost is its epochs.
+    objectives = tuple(study.get("objectives", StudySpec.objectives if loop is None else _LOOP_OBJECTIVES))
     if not objectives or len(set(objectives)) != len(objectives):
         raise fail("study.objectives", "must be a non-empty list without repeats")
+    parsed = []
     for name in objectives:
-        if name not in OBJECTIVES:
-            raise fail("study.objectives", f"unknown objective {name!r}; allowed: {', '.join(OBJECTIVES)}")
+        try:
+            parsed.append(metrics.parse_objective(name))
+        except ValueError as exc:
+            raise fail("study.objectives", str(exc)) from None
+    if len({o.name for o in parsed}) != len(parsed):
+        raise fail("study.objectives", f"names one objective twice: {list(objectives)}")
     method = study["method"]
     params = method_params(method)
 
@@ -186,8 +199,8 @@ def parse_spec(raw: dict[str, Any], *, where: str) -> StudySpec:
         raise fail("pruning.quantile", f"must be in (0, 1), got {pruning.quantile}")
     if pruning.warmup_epochs < 0 or pruning.min_trials < 1 or pruning.cost_tolerance < 0:
         raise fail("pruning", "warmup_epochs >= 0, min_trials >= 1 and cost_tolerance >= 0 are required")
-    if len(objectives) == 1 and pruning.rule != "none" and objectives[0] in ("train_seconds", "epochs"):
-        raise fail("pruning.rule", f"pruning needs an accuracy or loss objective, not {objectives[0]!r}")
+    if len(objectives) == 1 and pruning.rule != "none" and parsed[0].is_cost:
+        raise fail("pruning.rule", f"pruning needs a quality objective (accuracy, loss, a metric), not the cost {objectives[0]!r}")
 
     fixed_raw = raw.get("fixed", {})
     if not isinstance(fixed_raw, dict):
@@ -324,16 +337,30 @@ def _check_reachable(cond: str, wanted: Any, source: Any, key: str, fail: Any) -
         raise fail(key, f"{cond} = {wanted!r} never holds: it is outside {cond}'s {where}")
 
 
-def check_objectives(spec: StudySpec, *, has_accuracy: bool) -> None:
-    """A task without accuracy allows loss, seconds and epoch objectives only."""
-    if has_accuracy:
-        return
-    asked = [o for o in spec.objectives if o in ACCURACY_OBJECTIVES]
-    if asked:
-        raise UserError(
-            f"{spec.path}: study.objectives: task {spec.task!r} has no accuracy, so {asked[0]!r} is not available; "
-            "use final_val_loss, train_seconds or epochs"
-        )
+def check_objectives(spec: StudySpec, *, curves: Collection[str], by: str) -> None:
+    """Every objective's curve is one that ``by`` (a task, a loop) records: ``curves``."""
+    for objective in spec.parsed_objectives:
+        if objective.curve not in curves:
+            quality = sorted(c for c in curves if c.startswith("val_"))
+            costs = [name for name, curve in metrics.COSTS.items() if curve in curves]
+            raise UserError(
+                f"{spec.path}: study.objectives: {by} does not record {objective.curve}, so {objective.spelling!r} "
+                f"is not available; it records {', '.join(quality)} (best_/final_) and the costs {', '.join(costs)}"
+            )
+
+
+def constant_cost(spec: StudySpec) -> str | None:
+    """One line when the study's cost objectives cannot vary over its search space (every trial trains as
+    many epochs of the same batches with the same extra work): its Pareto front would be noise. None otherwise."""
+    costs = [o.spelling for o in spec.parsed_objectives if o.is_cost]
+    if not costs or spec.pbt is not None or len(costs) == len(spec.objectives):
+        return None
+    if {p.name for p in spec.search} & cost_params(spec.method):
+        return None
+    what = ("the Pareto front is noise: train_seconds varies only with the machine's load" if metrics.TRAIN_SECONDS.name in costs
+            else "the front is the best trial alone")
+    return (f"warning: {spec.name}: every trial costs the same ({', '.join(costs)} cannot vary over this search space), so "
+            f"{what}; search one of {', '.join(sorted(cost_params(spec.method)))} or drop the cost objective")
 
 
 def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlier: dict[str, Any], fail: Any) -> SearchParam:

@@ -35,9 +35,11 @@ from typing import Any, NoReturn
 import optuna
 import torch
 
+from lrpo_study import metrics
 from lrpo_study._version import __version__
 from lrpo_study.errors import UserError, exception_chain
 from lrpo_study.schedules import NEEDS_TOTAL_STEPS, SCHEDULES, Schedule, make_schedule
+from lrpo_study.training.compute import FlopCounter, batch_samples, batch_tokens, shape_key
 from lrpo_study.training.hyperparameters import TRAIN_PARAMS, resolve, with_defaults
 from lrpo_study.training.optimizers import OPTIMIZER_PARAMS, build_optimizer
 from lrpo_study.views import record
@@ -46,7 +48,7 @@ from lrpo_study.views.trial import publish
 from .pruning import QuantileRule
 from .spec import StudySpec
 
-__all__ = ["TrialFailed", "TrialRun", "TrialRunError", "suggest"]
+__all__ = ["StepCount", "TrialFailed", "TrialRun", "TrialRunError", "suggest"]
 
 
 class TrialRunError(ValueError):
@@ -56,6 +58,82 @@ class TrialRunError(ValueError):
 class TrialFailed(Exception):
     """This trial ends FAIL, for the reason given (the study goes on): a loop that returned before its planned
     epochs without saying why (``stop_early``), or one that ran past its time."""
+
+
+_ALWAYS = (metrics.TRAIN_LOSS, metrics.VAL_LOSS, metrics.LR, metrics.SECONDS)  # what every report has
+_COST_HINT = {
+    metrics.FLOPS: " (wrap each training step in run.count_step(batch), or run.declare_step_cost(flops=...))",
+    metrics.SAMPLES: " (wrap each training step in run.count_step(batch), or run.declare_step_cost(samples=...))",
+    metrics.TOKENS: " (run.count_step(batch, tokens=...), or run.declare_step_cost(tokens=...))",
+}
+
+
+class _StepCosts:
+    """What a user loop's steps cost in the current epoch: counted around steps (``count_step``) or declared
+    per optimizer step (``declare_step_cost``)."""
+
+    def __init__(self) -> None:
+        self.counter = FlopCounter()
+        self.declared: dict[str, int] = {}
+        self.epoch: dict[str, int] = {}
+
+    def add(self, **costs: int | None) -> None:
+        for name, value in costs.items():
+            if value is not None:
+                self.epoch[name] = self.epoch.get(name, 0) + int(value)
+
+    _CURVES = {"flops": metrics.FLOPS, "samples": metrics.SAMPLES, "tokens": metrics.TOKENS}
+
+    def pending(self, **given: float | None) -> set[str]:
+        """The cost curves this epoch will record (what was counted or declared, and what the report gives)."""
+        return {self._CURVES[name] for name in {*self.epoch, *(k for k, v in given.items() if v is not None)}}
+
+    def close_epoch(self, **given: float | None) -> dict[str, float]:
+        counted = {**self.epoch, **{k: int(v) for k, v in given.items() if v is not None}}
+        self.epoch = {}
+        return {self._CURVES[name]: value for name, value in counted.items()}
+
+
+class StepCount:
+    """One training step being counted (``TrialRun.count_step``): a context manager, or ``start()`` and
+    ``stop()`` for a framework's hooks; ``more(batch)`` adds a further micro-batch's samples and tokens
+    (gradient accumulation: the step's FLOPs are keyed by its first batch's shapes)."""
+
+    def __init__(self, costs: _StepCosts, batch: Any, *, samples: int | None, tokens: int | None) -> None:
+        self._costs = costs
+        self._key = shape_key(batch) if batch is not None else ("samples", samples)
+        self._samples, self._tokens = 0, 0
+        self._counting: Any = None
+        self.more(batch, samples=samples, tokens=tokens)
+
+    def more(self, batch: Any, *, samples: int | None = None, tokens: int | None = None) -> None:
+        self._samples += batch_samples(batch) if samples is None else samples
+        if tokens is None and isinstance(batch, Mapping):
+            tokens = batch_tokens(batch)
+        self._tokens += tokens or 0
+
+    def start(self) -> None:
+        self._counting = self._costs.counter.measure(self._key)
+        self._counting.__enter__()
+
+    def stop(self, *, completed: bool = True) -> None:
+        counting, self._counting = self._counting, None
+        if counting is None:
+            return
+        if not completed:  # a step cut short is not the step's count
+            error = RuntimeError("the step did not complete")
+            counting.__exit__(RuntimeError, error, None)
+            return
+        counting.__exit__(None, None, None)
+        if completed:
+            self._costs.add(flops=self._costs.counter[self._key], samples=self._samples, tokens=self._tokens or None)
+
+    def __enter__(self) -> StepCount:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self.stop(completed=kind is None)
 
 
 class _Reads(dict[str, Any]):
@@ -140,7 +218,8 @@ class TrialRun:
         self._stopped_early: str | None = None
         self.seed = spec.train_seed if seed is None else seed
         self.wants_test = test
-        self.curves: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_accuracy": [], "lr": [], "seconds": []}
+        self.curves: dict[str, list[float]] = {name: [] for name in _ALWAYS}
+        self._costs = _StepCosts()
         self.cached_epochs = 0
         self.extras: dict[str, Any] = {}
         self.test_scores: dict[str, float] = {}
@@ -150,9 +229,7 @@ class TrialRun:
         self._optimizer: torch.optim.Optimizer | None = None
         self._made: torch.optim.Optimizer | None = None  # the one make_optimizer built
         self._step_lrs: list[float] = []  # the first group's lr at each optimizer step since the last report
-        self._has_accuracy: bool | None = None
-        if has_accuracy is not None:
-            self._check_accuracy(has_accuracy)
+        self._has_accuracy = has_accuracy
         self._clock = time.perf_counter()
         self._recording = not isinstance(trial, optuna.trial.FixedTrial)  # confirm re-runs with a FixedTrial
         self._set({
@@ -222,19 +299,33 @@ class TrialRun:
         if optimizer is self._optimizer:
             return
         self._optimizer = optimizer
-        optimizer.register_step_pre_hook(lambda opt, args, kwargs: self._step_lrs.append(float(opt.param_groups[0]["lr"])))
+        def before_step(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            self._step_lrs.append(float(opt.param_groups[0]["lr"]))
+            self._costs.add(**self._costs.declared)
+
+        optimizer.register_step_pre_hook(before_step)
 
     def report(
         self, *, train_loss: float, val_loss: float, val_accuracy: float | None = None, lr: float | None = None,
-        seconds: float | None = None,
+        seconds: float | None = None, flops: float | None = None, samples: float | None = None, tokens: float | None = None,
+        **scores: float,
     ) -> None:
-        """One epoch's numbers (``lr``: by default the mean over the epoch's optimizer steps; ``seconds``: by
-        default the time since the previous report or since the run began). Raises ``optuna.TrialPruned`` when the study's rule stops the trial (its record
-        and figure are written first) or the loss is not finite (diverged); the loop lets it propagate."""
-        n = len(self.curves["val_loss"])
+        """One epoch's numbers: its losses, any validation metric of yours (``val_f1=0.83``: a study may name it
+        as an objective, ``"max:final_val_f1"``), and what the epoch cost. ``lr``: by default the mean over the
+        epoch's optimizer steps; ``seconds``: by default the time since the previous report or since the run
+        began; ``flops``, ``samples``, ``tokens``: by default what ``count_step`` counted or ``declare_step_cost``
+        declared for the epoch's steps. Raises ``optuna.TrialPruned`` when the study's rule stops the trial (its
+        record and figure are written first) or a loss or metric is not finite (diverged); the loop lets it propagate."""
+        n = len(self.curves.get(metrics.VAL_LOSS, []))
         if n >= self.epochs:
             raise TrialRunError(f"trial {self.trial.number} trains {self.epochs} epochs; a report for epoch {n + 1} is one too many")
-        self._check_accuracy(val_accuracy is not None)
+        for name in scores:
+            if not metrics.is_metric_name(name) or name in metrics.CURVES:
+                raise TrialRunError(f"report({name}=...): a metric's name is a lowercase identifier other than "
+                                    f"{', '.join(metrics.CURVES)}")
+        costs = {"flops": flops, "samples": samples, "tokens": tokens}
+        names = {*_ALWAYS, *([metrics.VAL_ACCURACY] if val_accuracy is not None else []), *scores, *self._costs.pending(**costs)}
+        self._check_curves(names, first=n == 0)
         if n == 0:
             self._check_searched_reached(lr_given=lr is not None)
         if lr is None:
@@ -243,21 +334,48 @@ class TrialRun:
             lr = sum(self._step_lrs) / len(self._step_lrs) if self._step_lrs else float(self._optimizer.param_groups[0]["lr"])
         self._step_lrs = []
         now = time.perf_counter()
-        values = {"train_loss": float(train_loss), "val_loss": float(val_loss), "lr": float(lr),
-                  "seconds": now - self._clock if seconds is None else float(seconds)}
-        if val_accuracy is not None:
-            values["val_accuracy"] = float(val_accuracy)
+        values: dict[str, float] = {
+            metrics.TRAIN_LOSS: float(train_loss), metrics.VAL_LOSS: float(val_loss), metrics.LR: float(lr),
+            metrics.SECONDS: now - self._clock if seconds is None else float(seconds),
+            **({} if val_accuracy is None else {metrics.VAL_ACCURACY: float(val_accuracy)}),
+            **{name: float(value) for name, value in scores.items()},
+            **self._costs.close_epoch(**costs),
+        }
         self._clock = now
         for name, value in values.items():
-            self.curves[name].append(value)
-        bad = [name for name in ("train_loss", "val_loss") if not math.isfinite(values[name])]
+            self.curves.setdefault(name, []).append(value)
+        bad = [name for name, value in values.items() if name != metrics.LR and not math.isfinite(value)]
         if bad:
             self.diverged(f"non-finite {bad[0]} {values[bad[0]]}", n + 1)
         self.observe_epoch(n + 1)
 
-    def report_test(self, *, loss: float, accuracy: float | None = None) -> None:
-        """The final model's score on the loop's test data (asked for by ``confirm``: ``wants_test``)."""
-        self.test_scores = {"test_loss": float(loss), **({} if accuracy is None else {"test_accuracy": float(accuracy)})}
+    def count_step(self, batch: Any = None, *, samples: int | None = None, tokens: int | None = None) -> StepCount:
+        """Wrap one training step (forward, backward, optimizer step, schedule step) in this to count what it
+        costs: its FLOPs with torch's ``FlopCounterMode`` the first time the batch's shapes occur (reused after,
+        so counting does not slow the loop), its samples (the batch's leading dimension, or ``samples``) and its
+        tokens (a dict batch's attention mask or ``input_ids``, or ``tokens``). The study may then minimize
+        ``train_flops``, ``train_samples`` or ``train_tokens``, the same on any machine under any load.
+
+            with run.count_step((x, y)):
+                loss = F.cross_entropy(model(x), y); optimizer.zero_grad(); loss.backward(); optimizer.step()
+        """
+        if samples is None and batch is None:
+            raise TrialRunError("count_step needs the batch or samples=")
+        return StepCount(self._costs, batch, samples=samples, tokens=tokens)
+
+    def declare_step_cost(self, *, samples: int | None = None, tokens: int | None = None, flops: int | None = None) -> None:
+        """What each optimizer step costs, when the loop cannot wrap its steps in ``count_step`` (a framework's
+        loop): every step of the optimizer made by ``make_optimizer`` or handed to ``make_schedule`` adds it."""
+        for name, value in (("samples", samples), ("tokens", tokens), ("flops", flops)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise TrialRunError(f"declare_step_cost: {name} must be an integer >= 0, got {value!r}")
+        self._costs.declared = {k: v for k, v in (("samples", samples), ("tokens", tokens), ("flops", flops)) if v is not None}
+
+    def report_test(self, *, loss: float, accuracy: float | None = None, **scores: float) -> None:
+        """The final model's score on the loop's test data (asked for by ``confirm``: ``wants_test``), with the
+        same metrics it reports on validation data (``f1=0.8`` for ``val_f1``)."""
+        values = {"loss": loss, **({} if accuracy is None else {"accuracy": accuracy}), **scores}
+        self.test_scores = {f"test_{name}": float(value) for name, value in values.items()}
 
     def finish(self) -> float | tuple[float, ...]:
         """Write the record, publish the figure and note; the objective values in the spec's order.
@@ -266,7 +384,7 @@ class TrialRun:
             raise optuna.TrialPruned(self._pruned_reason)
         if self._values is not None:
             return self._values
-        n = len(self.curves["val_loss"])
+        n = len(self.curves.get(metrics.VAL_LOSS, []))
         if n == 0:
             raise TrialRunError(f"trial {self.trial.number}'s loop returned without reporting any epoch (call report() once per epoch)")
         unread = sorted(set(dict.keys(self._options)) - self._options.read)
@@ -277,7 +395,7 @@ class TrialRun:
             self._write_end()
             raise TrialFailed(f"the loop reported {n} of its {self.epochs} epochs and returned; call "
                               "run.stop_early(reason) when it stops early on purpose")
-        values = tuple(float(self._objective(name)) for name in self.spec.objectives)
+        values = tuple(o.value(self.curves) for o in self.spec.parsed_objectives)
         self._write_end()
         if not all(math.isfinite(v) for v in values):
             self._end_pruned(f"non-finite objective values {values}", n, outcome="pruned")
@@ -301,10 +419,9 @@ class TrialRun:
         spec = self.spec
         if not self._recording or spec.pruning.rule == "none":
             return None
-        metric = record.quality_metric(spec.objectives, has_accuracy=bool(self._has_accuracy))  # as report scores it
-        curve = self.curves["val_loss" if metric == "final_val_loss" else "val_accuracy"]
+        quality = spec.quality(has_accuracy=metrics.VAL_ACCURACY in self.curves)  # as report scores it
         if len(spec.objectives) == 1:
-            self.trial.report(self._objective(spec.objectives[0]), epoch)
+            self.trial.report(quality.value(self.curves), epoch)
             if epoch >= self.epochs:
                 return None  # trained to the end: a finished result, whatever a pruner would say now
             return f"optuna {spec.pruning.rule} pruner at epoch {epoch}" if self.trial.should_prune() else None
@@ -312,11 +429,11 @@ class TrialRun:
             return None  # every LRPO trial's pretrain at the same lr is identical by construction: nothing to decide
         if spec.pruning.rule != "quantile":
             return None
-        rule = QuantileRule(spec.pruning, higher_is_better=record.higher_is_better(metric))
+        cost = next((o for o in spec.parsed_objectives if o.is_cost and o.reduction == "sum"), metrics.TRAIN_SECONDS)
         assert isinstance(self.trial, optuna.Trial)  # recording: a trial of a study
-        return rule.reason(
-            self.trial.study, epoch=epoch, total_epochs=self.epochs, value=curve[-1],
-            seconds_so_far=sum(self.curves["seconds"]), length_dependent=SCHEDULES[spec.method].length_dependent,
+        return QuantileRule(spec.pruning, quality=quality, cost=cost).reason(
+            self.trial.study, epoch=epoch, total_epochs=self.epochs, curves=self.curves,
+            length_dependent=SCHEDULES[spec.method].length_dependent,
         )
 
     def _check_searched_reached(self, *, lr_given: bool) -> None:
@@ -334,28 +451,22 @@ class TrialRun:
                 "run.make_optimizer / run.make_schedule"
             )
 
-    def _check_accuracy(self, given: bool) -> None:
-        if self._has_accuracy is None:
-            self._has_accuracy = given
-            needs = [o for o in self.spec.objectives if "accuracy" in o]
-            if needs and not given:
-                raise TrialRunError(f"objective {needs[0]!r} needs accuracy, but the loop reports none (report(val_accuracy=...))")
-        elif self._has_accuracy != given:
-            raise TrialRunError("report val_accuracy in every epoch or in none")
-
-    def _objective(self, name: str) -> float:
-        c = self.curves
-        if name == "best_val_accuracy":
-            return max(c["val_accuracy"])
-        if name == "final_val_accuracy":
-            return c["val_accuracy"][-1]
-        if name == "final_val_loss":
-            return c["val_loss"][-1]
-        if name == "train_seconds":
-            return sum(c["seconds"])
-        if name == "epochs":
-            return len(c["val_loss"])
-        raise ValueError(f"unknown objective {name!r}")
+    def _check_curves(self, names: set[str], *, first: bool) -> None:
+        """The first report records every curve an objective needs; later ones record the same curves."""
+        if first:
+            if self._has_accuracy is not None and (metrics.VAL_ACCURACY in names) != self._has_accuracy:
+                raise TrialRunError(f"the task {'has' if self._has_accuracy else 'has no'} accuracy, "
+                                    f"but the report {'lacks' if self._has_accuracy else 'gives'} val_accuracy")
+            for objective in self.spec.parsed_objectives:
+                if objective.curve not in names:
+                    raise TrialRunError(
+                        f"objective {objective.spelling!r} needs {objective.curve}, but the loop reports "
+                        f"{', '.join(sorted(n for n in names if n.startswith('val_')))} and the costs "
+                        f"{', '.join(n for n, c in metrics.COSTS.items() if c in names)}{_COST_HINT.get(objective.curve, '')}"
+                    )
+        elif names != set(self.curves):
+            changed = sorted(names ^ set(self.curves))
+            raise TrialRunError(f"report the same metrics in every epoch: {changed[0]} is in one report and not another")
 
     def _end_pruned(self, reason: str, epoch: int, *, outcome: str) -> NoReturn:
         self._write_end()
@@ -365,15 +476,14 @@ class TrialRun:
         raise optuna.TrialPruned(reason)
 
     def _write_end(self) -> None:
-        curves = {k: v for k, v in self.curves.items() if k != "val_accuracy" or self._has_accuracy}
+        curves = self.curves
+        known = {o.name: o for o in [*metrics.available(curves), *self.spec.parsed_objectives]
+                 if curves.get(o.curve) or o.is_cost and o.curve in curves}  # a quality needs an epoch
         attrs: dict[str, Any] = {
-            record.CURVES: curves, record.EPOCHS: len(curves["val_loss"]), record.TRAIN_SECONDS: sum(curves["seconds"]),
+            record.CURVES: curves,
+            **{name: int(o.value(curves)) if o.reduction == "count" else o.value(curves) for name, o in known.items()},
             record.CACHED_EPOCHS: self.cached_epochs, **self.extras,
         }
-        if curves.get("val_accuracy"):
-            attrs[record.BEST_VAL_ACCURACY] = max(curves["val_accuracy"])
-        if curves["val_loss"]:
-            attrs[record.FINAL_VAL_LOSS] = curves["val_loss"][-1]
         self._set(attrs)
 
     def _set(self, attrs: Mapping[str, Any]) -> None:

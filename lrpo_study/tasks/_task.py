@@ -14,6 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
+from lrpo_study import metrics as vocabulary
+
 from ._batches import Batch, batch_len, check_dataset, dataset_fingerprint, loader, to_device
 from ._identity import hash_tensor, model_identity
 
@@ -21,6 +23,7 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 Data = Pair | Dataset  # type: ignore[type-arg]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ComputeLoss = Callable[[nn.Module, Batch], torch.Tensor]
+MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
 IGNORE_INDEX = -100  # label positions transformers leaves out of the loss (and we out of accuracy)
 
 
@@ -94,6 +97,12 @@ class Task:
     the model's own ``output.loss`` for a dict batch (transformers' convention, called as
     ``model(**batch)``); accuracy of a dict batch compares ``output.logits`` with
     ``batch["labels"]`` per token, ignoring -100 (shifted by one for a causal language model).
+
+    ``metrics``: more validation metrics, ``{"f1": fn}`` with ``fn(outputs, targets) -> float`` called once per
+    evaluation on the split's model outputs and targets (concatenated over its batches; a dict batch's
+    ``output.logits`` and ``labels``); each is recorded as the curve ``val_<name>`` (``test_<name>`` when
+    ``confirm`` scores the test split) and may be a study's objective (``"max:final_val_f1"``).
+    ``sequence``: samples are sequences, so training also counts tokens (``train_tokens``).
     """
 
     build_model: Callable[[], nn.Module]
@@ -111,6 +120,8 @@ class Task:
     decay_matrices_only: bool = False
     defaults: Mapping[str, Any] = field(default_factory=dict)
     num_workers: int = 0
+    metrics: Mapping[str, MetricFn] = field(default_factory=dict)
+    sequence: bool = False
 
     def __post_init__(self) -> None:
         if not callable(self.build_model):
@@ -132,8 +143,22 @@ class Task:
             raise TypeError(f"Task.defaults must map hyperparameter names to values, got {type(self.defaults).__name__}")
         if self.eval_batch < 1:
             raise ValueError(f"Task.eval_batch must be >= 1, got {self.eval_batch}")
+        if not isinstance(self.metrics, Mapping):
+            raise TypeError(f"Task.metrics must map names to functions, got {type(self.metrics).__name__}")
+        for name, fn in self.metrics.items():
+            if not vocabulary.is_metric_name(name) or f"val_{name}" in vocabulary.CURVES:
+                raise ValueError(f"Task.metrics: {name!r} must be a lowercase identifier other than loss and accuracy")
+            if not callable(fn):
+                raise TypeError(f"Task.metrics[{name!r}] must be callable(outputs, targets) -> float, got {type(fn).__name__}")
         if not self.fingerprint:
             object.__setattr__(self, "fingerprint", _fingerprint(self.train, self.val, self.test))
+
+    def curves(self) -> tuple[str, ...]:
+        """The curves a trial of this task records, one value per epoch (``lrpo_study.metrics``)."""
+        m = vocabulary
+        quality = (m.VAL_LOSS, *([m.VAL_ACCURACY] if self.has_accuracy else []), *(f"val_{k}" for k in self.metrics))
+        costs = (m.SECONDS, m.FLOPS, m.EVAL_FLOPS, m.SAMPLES, *([m.TOKENS] if self.sequence else []))
+        return (m.TRAIN_LOSS, *quality, m.LR, *costs)
 
     def model_identity(self, *, seed: int) -> str:
         """The identity of the model this task builds after ``torch.manual_seed(seed)`` (structure,
@@ -177,18 +202,43 @@ class Task:
         x, y = batch
         return self.loss_fn(model(x), y)
 
+    def score(self, model: nn.Module, data: Data, *, split: str = "val") -> dict[str, float]:
+        """Every metric of ``model`` on ``data`` as curve names: ``val_loss``, ``val_accuracy`` (with accuracy),
+        ``val_<name>`` for each of ``metrics`` (``split`` replaces "val")."""
+        outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        loss, accuracy = self.evaluate(model, data, keep=outputs if self.metrics else None)
+        scores = {f"{split}_loss": loss, **({} if accuracy is None else {f"{split}_accuracy": accuracy})}
+        if self.metrics:
+            try:
+                out, target = torch.cat([o for o, _ in outputs]), torch.cat([t for _, t in outputs])
+            except RuntimeError as exc:
+                raise ValueError(f"Task.metrics needs outputs of one shape across evaluation batches: {exc}") from None
+            for name, fn in self.metrics.items():
+                value = fn(out, target)
+                if isinstance(value, torch.Tensor):
+                    value = value.item()
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"Task.metrics[{name!r}] must return a number, got {type(value).__name__}")
+                scores[f"{split}_{name}"] = float(value)
+        return scores
+
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, data: Data, *, chunk: int | None = None) -> tuple[float, float | None]:
-        """Mean loss and accuracy (a fraction, or None without accuracy) of ``model`` on ``data``."""
+    def evaluate(
+        self, model: nn.Module, data: Data, *, chunk: int | None = None, keep: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> tuple[float, float | None]:
+        """Mean loss and accuracy (a fraction, or None without accuracy) of ``model`` on ``data``; ``keep``
+        collects each chunk's (outputs, targets) for ``metrics``."""
         chunk = chunk or self.eval_batch
         model.eval()
         if not isinstance(data, tuple):
-            return self._evaluate_dataset(model, data, chunk)
+            return self._evaluate_dataset(model, data, chunk, keep)
         x, y = data
         loss_sum = torch.zeros((), device=x.device)
         correct = torch.zeros((), device=x.device, dtype=torch.long)
         for i in range(0, len(x), chunk):
             out, target = model(x[i:i + chunk]), y[i:i + chunk]
+            if keep is not None:
+                keep.append((out, target))
             if self.loss is None:  # summed exactly, then a mean over every position
                 loss_sum += cross_entropy(out, target, reduction="sum") / (target.numel() / len(target))
             else:  # a user's loss is a mean over its chunk
@@ -198,7 +248,9 @@ class Task:
         accuracy = int(correct) / y.numel() if self.has_accuracy else None
         return float(loss_sum) / len(x), accuracy
 
-    def _evaluate_dataset(self, model: nn.Module, data: Dataset, chunk: int) -> tuple[float, float | None]:  # type: ignore[type-arg]
+    def _evaluate_dataset(
+        self, model: nn.Module, data: Dataset, chunk: int, keep: list[tuple[torch.Tensor, torch.Tensor]] | None,  # type: ignore[type-arg]
+    ) -> tuple[float, float | None]:
         device = next(model.parameters()).device
         loss_sum, weight, correct, counted = 0.0, 0, 0, 0
         for batch in loader(data, order=None, batch_size=chunk, num_workers=self.num_workers, seed=0, device=device):
@@ -211,10 +263,14 @@ class Task:
                 if self.has_accuracy:
                     c, k = _token_accuracy(model, out, labels)
                     correct, counted = correct + c, counted + k
+                if keep is not None and labels is not None:
+                    keep.append((out.logits, labels))
             else:
                 x, y = batch
                 n = len(y)
                 out = model(x)
+                if keep is not None:
+                    keep.append((out, y))
                 loss = self.compute_loss(model, batch) if self.compute_loss is not None else self.loss_fn(out, y)
                 if self.has_accuracy:
                     correct, counted = correct + int((out.argmax(-1) == y).sum()), counted + y.numel()

@@ -212,5 +212,5 @@ def make_task(
         train=train, val=val, test=test, name="shakespeare-char",
         fingerprint=hashlib.sha256(f"{MD5};{split};{block_size};{val_windows}".encode()).hexdigest()[:32],
         epoch_size=min(epoch_windows, len(train[0])), eval_batch=128, decay_matrices_only=True, options=options,
-        defaults=DEFAULTS,
+        defaults=DEFAULTS, sequence=True,
     )

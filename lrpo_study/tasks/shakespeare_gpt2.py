@@ -72,6 +72,6 @@ def make_task(*, data_dir: str | os.PathLike[str] | None = None, seed: int = 0, 
     return Task(
         build_model=build_model, train=train, val=CharacterWindows(_spaced(windows(val_ids, block), o["val_windows"])[0]),
         test=test, name=NAME, epoch_size=min(o["epoch_windows"], len(train)), eval_batch=128, decay_matrices_only=True,
-        defaults=DEFAULTS, options=options,
+        defaults=DEFAULTS, options=options, sequence=True,
         fingerprint=hashlib.sha256(f"{MD5};{o['split']};{block};{o['val_windows']};gpt2-dicts".encode()).hexdigest()[:32],
     )

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from lrpo_study import metrics
 from lrpo_study._version import __version__
 from lrpo_study.schedules import make_schedule
 from lrpo_study.tasks import Task
@@ -143,7 +144,7 @@ def resume_from_cache(
     history: list[list[float]] = []
     entry: dict[str, Any] | None = None
     restored = 0
-    own_steps: list[float] = []
+    own_steps: list[tuple[float, int]] = []  # seconds and FLOPs of this trial's own schedule steps
 
     def restore(snapshot: dict[str, Any]) -> None:
         walked = schedule.state_dict()  # ours, not the schedule of the trial that computed the entry
@@ -164,16 +165,17 @@ def resume_from_cache(
             restored = len(history)
         curves = hit["curves"]
         with _replaying():
-            own_steps.append(state.epoch_step(curves["train_loss"][-1], curves["val_loss"][-1], sync))
+            own_steps.append(state.epoch_step(curves[metrics.TRAIN_LOSS][-1], curves[metrics.VAL_LOSS][-1], sync))
     if entry is None:
         return
     hits = len(history)
     if restored != hits:
         restore(entry)
-    # Honest cost: the training seconds measured when each epoch was computed, plus this
-    # trial's own schedule steps (another trial's predictor overhead is not ours).
-    own_steps += [0.0] * (hits - len(own_steps))
-    state.curves["seconds"] = [t + s for t, s in zip(state.train_seconds, own_steps, strict=True)]
+    # Honest cost: the training seconds and FLOPs of each epoch when it was computed, plus this
+    # trial's own schedule steps (another trial's predictor probes are not ours).
+    own_steps += [(0.0, 0)] * (hits - len(own_steps))
+    state.curves[metrics.SECONDS] = [t + s for t, (s, _) in zip(state.train_seconds, own_steps, strict=True)]
+    state.curves[metrics.FLOPS] = [t + f for t, (_, f) in zip(state.train_flops, own_steps, strict=True)]
     state.cached_epochs = hits
 
 

@@ -29,6 +29,12 @@ def method_params(method: str) -> dict[str, Param]:
     return TRAIN_PARAMS | SCHEDULES[method].PARAMS
 
 
+def cost_params(method: str) -> frozenset[str]:
+    """The hyperparameters that change what a run of ``method`` computes: its length, its batches, its method's
+    extra work (the curvature schedule's Hessian-vector products, LRPO's phases and probes)."""
+    return frozenset({"epochs", "batch_size"}) | SCHEDULES[method].COST_PARAMS
+
+
 def expected_keys(method: str, optimizer: str) -> set[str]:
     """The keys of a resolved hyperparameter set for ``method`` with ``optimizer``."""
     return set(method_params(method)) - set(irrelevant_keys(optimizer))

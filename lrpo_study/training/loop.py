@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from lrpo_study import interrupts
+from lrpo_study import interrupts, metrics
 from lrpo_study.errors import UserError
 from lrpo_study.schedules import SCHEDULES, Schedule, make_schedule
 from lrpo_study.tasks import Batch, Task, batch_len, collate, loader, model_identity, to_device
@@ -26,15 +26,12 @@ from .cache import (
     step_plan,
     trajectory_key,
 )
+from .compute import FlopCounter, batch_tokens, shape_key
 from .hyperparameters import TRAIN_PARAMS
 from .loop_state import LoopState
 from .optimizers import build_optimizer
 
-CURVES = ("train_loss", "val_loss", "val_accuracy", "lr", "seconds")
-
-
-def curve_names(task: Task) -> tuple[str, ...]:
-    return CURVES if task.has_accuracy else tuple(c for c in CURVES if c != "val_accuracy")
+_FLOP_CURVES = (metrics.FLOPS, metrics.EVAL_FLOPS)
 
 
 @dataclass(frozen=True)
@@ -51,10 +48,11 @@ class EpochMetrics:
     @classmethod
     def at(cls, curves: Mapping[str, list[float]], epoch: int, *, from_cache: bool = False) -> EpochMetrics:
         """The metrics of ``epoch`` (1-based) as recorded in ``curves``."""
-        accuracy = curves["val_accuracy"][epoch - 1] if "val_accuracy" in curves else None
+        m = metrics
+        accuracy = curves[m.VAL_ACCURACY][epoch - 1] if m.VAL_ACCURACY in curves else None
         return cls(
-            epoch, curves["train_loss"][epoch - 1], curves["val_loss"][epoch - 1], accuracy, curves["lr"][epoch - 1],
-            curves["seconds"][epoch - 1], {k: v[:epoch] for k, v in curves.items()}, from_cache,
+            epoch, curves[m.TRAIN_LOSS][epoch - 1], curves[m.VAL_LOSS][epoch - 1], accuracy, curves[m.LR][epoch - 1],
+            curves[m.SECONDS][epoch - 1], {k: v[:epoch] for k, v in curves.items()}, from_cache,
         )
 
 
@@ -79,33 +77,26 @@ class TrainResult:
     curves: dict[str, list[float]]
     extras: dict[str, Any] = field(default_factory=dict)
 
+    def value(self, objective: str | metrics.Objective) -> float:
+        """An objective of this run (``lrpo_study.metrics``: "final_val_loss", "train_flops", "max:final_val_f1")."""
+        o = objective if isinstance(objective, metrics.Objective) else metrics.parse_objective(objective)
+        return o.value(self.curves)
+
     @property
     def epochs(self) -> int:
-        return len(self.curves["val_loss"])
-
-    @property
-    def best_val_accuracy(self) -> float:
-        return max(self.curves["val_accuracy"])
-
-    @property
-    def final_val_accuracy(self) -> float:
-        return self.curves["val_accuracy"][-1]
-
-    @property
-    def final_val_loss(self) -> float:
-        return self.curves["val_loss"][-1]
+        return len(self.curves[metrics.VAL_LOSS])
 
     @property
     def train_seconds(self) -> float:
-        return sum(self.curves["seconds"])
+        return self.value(metrics.TRAIN_SECONDS)
 
     def summary(self) -> dict[str, Any]:
-        quality = {"best_val_accuracy": self.best_val_accuracy, "final_val_accuracy": self.final_val_accuracy} if "val_accuracy" in self.curves else {}
+        """Everything about the run, its objectives by name: the qualities of its validation curves, its costs."""
+        values = {o.name: o.value(self.curves) for o in metrics.available(self.curves)}
         return {
             "method": self.method, "task": self.task, "task_options": self.task_options,
             "hyperparameters": self.hyperparameters, "model_parameters": self.model_parameters, "seed": self.seed,
-            "device": self.device, **quality, "final_val_loss": self.final_val_loss, "epochs": self.epochs,
-            "train_seconds": self.train_seconds, "curves": self.curves, **self.extras,
+            "device": self.device, **values, "curves": self.curves, **self.extras,
         }
 
 
@@ -180,28 +171,43 @@ def epoch_batches(task: Task, order: torch.Tensor, *, batch_size: int, seed: int
         yield to_device(batch, device, non_blocking=True)
 
 
+@dataclass(frozen=True)
+class EpochWork:
+    train_loss: float  # the mean over the epoch's samples
+    lr: float  # the mean over its optimizer steps
+    flops: int  # FLOPs of its steps, the schedule's work within them included
+    tokens: int  # tokens of its batches (sequence tasks)
+
+
 def train_epoch(
     model: torch.nn.Module, task: Task, optimizer: torch.optim.Optimizer, schedule: Schedule,
     batches: Iterable[Batch], *, samples: int, grad_clip: float = 0.0, on_batch: Callable[[torch.Tensor], None],
-) -> tuple[float, float]:
-    """One pass over ``batches`` (``samples`` in all); returns the mean training loss and the mean lr."""
+    counter: FlopCounter,
+) -> EpochWork:
+    """One pass over ``batches`` (``samples`` in all). Each step's FLOPs are counted the first time its batch
+    shapes and the schedule's phase occur (``counter``) and reused after: exact, at the cost of one counted step."""
     model.train()
     loss_sum = torch.zeros((), device=next(model.parameters()).device)
-    lr_sum, steps = 0.0, 0
+    lr_sum, steps, flops, tokens = 0.0, 0, 0, 0
     for batch in batches:
         lr_sum += optimizer.param_groups[0]["lr"]
         steps += 1
-        loss = task.batch_loss(model, batch)
-        schedule.observe(loss)  # the curvature schedule reads the loss graph here
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        schedule.batch_end()
+        key = (shape_key(batch), schedule.step_phase())
+        with counter.measure(key):
+            loss = task.batch_loss(model, batch)
+            schedule.observe(loss)  # the curvature schedule reads the loss graph here
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            schedule.batch_end()
+        flops += counter[key]
+        if task.sequence:
+            tokens += batch_tokens(batch)
         loss_sum += loss.detach() * batch_len(batch)
         on_batch(loss)
-    return float(loss_sum) / samples, lr_sum / steps
+    return EpochWork(float(loss_sum) / samples, lr_sum / steps, flops, tokens)
 
 
 def train(
@@ -209,6 +215,7 @@ def train(
     device: torch.device | str = "cpu", on_epoch: Sequence[EpochHook] = (), on_step: Sequence[StepHook] = (),
     progress: bool = False, probe_steps: int = 3, on_checkpoint: Callable[[dict[str, Any]], object] | None = None,
     resume: Mapping[str, Any] | None = None, cache: TrajectoryCache | None = None, score_test: bool = False,
+    count_flops: bool = True,
 ) -> TrainResult:
     """Train ``task``'s model with ``method``'s schedule; ``hyperparameters`` must be resolved
     (see ``lrpo_study.training.hyperparameters.resolve``).
@@ -221,7 +228,8 @@ def train(
     start from the longest cached prefix of their trajectory and store the epochs
     they compute (``lrpo_study.training.cache``). ``score_test`` scores the final model on ``task.test``
     (``extras["test_loss"]``, ``["test_accuracy"]``): only ``confirm`` and ``run --test`` ask, so
-    no study ever sees the test data.
+    no study ever sees the test data. Each epoch's FLOPs are counted (``lrpo_study.training.compute``:
+    the curves ``flops`` and ``eval_flops``) unless ``count_flops`` is false.
     """
     hp = dict(hyperparameters)
     device = torch.device(device)
@@ -244,8 +252,12 @@ def train(
     except ValueError as exc:
         raise UserError(f"{method} on task {task.name!r} ({per_epoch} samples per epoch): {exc}") from None
     state = LoopState(model, optimizer, schedule, torch.Generator(device=device).manual_seed(seed),
-                      curves={name: [] for name in curve_names(task)})
+                      curves={name: [] for name in task.curves() if count_flops or name not in _FLOP_CURVES},
+                      count_flops=count_flops)
+    counter = FlopCounter(enabled=count_flops)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if not count_flops:
+        cache = None  # its entries' curves would lack the FLOPs every other run of the same key has
     if schedule.interval != "epoch" and not stepwise:
         cache = None  # the lr follows values seen within epochs: nothing known in advance to key on
     context = {} if cache is None else cache_context(
@@ -276,28 +288,38 @@ def train(
             start = time.perf_counter()
             order = torch.randperm(n, device=device, generator=state.perm_gen)[:per_epoch]
             batches = epoch_batches(task, order, batch_size=batch_size, seed=(seed * 1_000_003 + epoch) % 2**63, device=device)
-            train_loss, lr = train_epoch(
+            work = train_epoch(
                 model, task, optimizer, schedule, batches, samples=len(order), grad_clip=hp["grad_clip"], on_batch=after_batch,
+                counter=counter,
             )
             sync()
             seconds = time.perf_counter() - start
+            train_loss = work.train_loss
             if not math.isfinite(train_loss):
                 raise Diverged(epoch, f"train loss is {train_loss}")
-            val_loss, val_accuracy = task.evaluate(model, task.val)
-            if not math.isfinite(val_loss):
-                raise Diverged(epoch, f"validation loss is {val_loss}")
+            with counter.measure("evaluation"):  # the validation split's shapes are the same every epoch
+                scores = task.score(model, task.val)
+            if not math.isfinite(scores[metrics.VAL_LOSS]):
+                raise Diverged(epoch, f"validation loss is {scores[metrics.VAL_LOSS]}")
             state.epoch = epoch
             state.train_seconds.append(seconds)
-            row = {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy, "lr": lr, "seconds": seconds}
-            for name, curve in state.curves.items():  # val_accuracy is a curve only for a task with accuracy
-                curve.append(float(row[name]))  # type: ignore[arg-type]
+            state.train_flops.append(work.flops)
+            row = {**scores, metrics.TRAIN_LOSS: train_loss, metrics.LR: work.lr, metrics.SECONDS: seconds,
+                   metrics.FLOPS: work.flops, metrics.EVAL_FLOPS: counter["evaluation"], metrics.SAMPLES: len(order),
+                   metrics.TOKENS: work.tokens}
+            for name, curve in state.curves.items():  # tokens only for a sequence task, accuracy only with accuracy
+                curve.append(row[name] if isinstance(row[name], int) else float(row[name]))  # counts stay exact
             if cache is not None:
                 # Stored before the schedule's epoch step: a trial branching here takes that step itself.
                 cache.put(keys[epoch - 1] if stepwise else trajectory_key(context, state.lr_history), state.snapshot())
-            if epoch < epochs:
-                state.curves["seconds"][-1] += state.epoch_step(train_loss, val_loss, sync)
+            if epoch < epochs:  # the schedule's work between epochs (LRPO's probes and predictor) is the epoch's
+                seconds, extra = state.epoch_step(train_loss, scores[metrics.VAL_LOSS], sync)
+                state.curves[metrics.SECONDS][-1] += seconds
+                if count_flops:
+                    state.curves[metrics.FLOPS][-1] += extra
             bar.update(1)
-            bar.set_postfix(loss=f"{train_loss:.4f}", **({"acc": f"{val_accuracy:.4f}"} if val_accuracy is not None else {}))
+            accuracy = scores.get(metrics.VAL_ACCURACY)
+            bar.set_postfix(loss=f"{train_loss:.4f}", **({"acc": f"{accuracy:.4f}"} if accuracy is not None else {}))
             for epoch_hook in on_epoch:
                 epoch_hook(EpochMetrics.at(state.curves, epoch))
             if on_checkpoint is not None:
@@ -309,7 +331,5 @@ def train(
         state.curves, {"cached_epochs": state.cached_epochs, **schedule.extras()},
     )
     if score_test and task.test is not None:
-        result.extras["test_loss"], test_accuracy = task.evaluate(model, task.test)
-        if test_accuracy is not None:
-            result.extras["test_accuracy"] = test_accuracy
+        result.extras.update(task.score(model, task.test, split="test"))
     return result

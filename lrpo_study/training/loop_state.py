@@ -12,6 +12,8 @@ import torch
 
 from lrpo_study.schedules import Schedule
 
+from .compute import count_flops
+
 
 @dataclass
 class LoopState:
@@ -24,12 +26,15 @@ class LoopState:
     step: int = 0  # batches finished
     lr_history: list[list[float]] = field(default_factory=list)  # every group's lr, per epoch
     train_seconds: list[float] = field(default_factory=list)  # per epoch, schedule steps excluded
+    train_flops: list[int] = field(default_factory=list)  # per epoch, schedule steps excluded
     cached_epochs: int = 0
+    count_flops: bool = True
 
     def snapshot(self) -> dict[str, Any]:
         """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it back."""
         return copy.deepcopy({
             "epoch": self.epoch, "step": self.step, "lr_history": self.lr_history, "train_seconds": self.train_seconds,
+            "train_flops": self.train_flops,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
@@ -48,10 +53,19 @@ class LoopState:
         self.epoch, self.step = int(snapshot["epoch"]), int(snapshot["step"])
         self.lr_history = copy.deepcopy(list(snapshot["lr_history"]))
         self.train_seconds = list(snapshot["train_seconds"])
+        self.train_flops = list(snapshot["train_flops"])
 
-    def epoch_step(self, train_loss: float, val_loss: float, sync: Callable[[], None]) -> float:
-        """Step an epoch-interval schedule with the loss it monitors; return the seconds it took."""
+    def epoch_step(self, train_loss: float, val_loss: float, sync: Callable[[], None]) -> tuple[float, int]:
+        """Step an epoch-interval schedule with the loss it monitors; return the seconds it took and the FLOPs
+        it computed (LRPO's probes and predictor; nothing for most schedules)."""
         start = time.perf_counter()
-        self.schedule.epoch_end(val_loss=val_loss, train_loss=train_loss)
+        def step() -> None:
+            self.schedule.epoch_end(val_loss=val_loss, train_loss=train_loss)
+
+        flops = 0
+        if self.count_flops:
+            _, flops = count_flops(step)
+        else:
+            step()
         sync()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, flops

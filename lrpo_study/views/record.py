@@ -7,12 +7,15 @@ a string of its own; ``TrialRecord`` is the typed view of a finished trial.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from lrpo_study import metrics
 
 # Study user_attrs
 SPEC = "lrpo_study_spec"
@@ -44,12 +47,9 @@ PBT_EXPLOITED = "pbt_exploited"  # the parent is another member's (exploit), not
 PBT_LRS = "pbt_lrs"  # the lineage's lr, one per generation, this one's last
 PBT_KEYS = (PBT_MEMBER, PBT_GENERATION, PBT_PARENT, PBT_START_EPOCH, PBT_EXPLOITED, PBT_LRS)
 
-# Trial user_attrs, set when a trial ends (complete, pruned or diverged)
+# Trial user_attrs, set when a trial ends (complete, pruned or diverged); each objective its curves allow is
+# recorded too, under its name (``metrics.available``: final_val_loss, train_flops, ...)
 CURVES = "curves"
-EPOCHS = "epochs"
-TRAIN_SECONDS = "train_seconds"
-BEST_VAL_ACCURACY = "best_val_accuracy"
-FINAL_VAL_LOSS = "final_val_loss"
 CACHED_EPOCHS = "cached_epochs"
 PRUNED_REASON = "pruned_reason"
 PRUNED_EPOCH = "pruned_epoch"
@@ -111,7 +111,6 @@ class TrialRecord:
     task_options: dict[str, Any]
     seed: int
     curves: dict[str, list[float]]
-    train_seconds: float
     reference: str | None
     attrs: Mapping[str, Any]
 
@@ -125,53 +124,39 @@ class TrialRecord:
         hyperparameters = resolve(a[METHOD], a[HYPERPARAMETERS])
         return cls(
             trial.number, a[METHOD], hyperparameters, a.get(TASK, "fashion-mnist"), a.get(TASK_OPTIONS, {}),
-            a[SEED], a.get(CURVES, {}), a.get(TRAIN_SECONDS, 0.0), a.get(REFERENCE), a,
+            a[SEED], a.get(CURVES, {}), a.get(REFERENCE), a,
         )
 
     @property
     def epochs(self) -> int:
-        return len(self.curves.get("val_loss", []))
+        return len(self.curves.get(metrics.VAL_LOSS, []))
 
     @property
     def has_accuracy(self) -> bool:
-        return "val_accuracy" in self.curves
+        return metrics.VAL_ACCURACY in self.curves
 
-    def quality(self, metric: str) -> float:
-        """The trial's value of a quality metric (``QUALITY_METRICS``) from its curves."""
-        curve, pick = _QUALITY_CURVES[metric]
-        return pick(self.curves[curve])
-
-
-# A study's quality is its first objective that scores the model; the other objectives count its cost.
-QUALITY_METRICS = {"best_val_accuracy": "best validation accuracy", "final_val_accuracy": "final validation accuracy",
-                   "final_val_loss": "final validation loss"}
-_QUALITY_CURVES: dict[str, tuple[str, Any]] = {
-    "best_val_accuracy": ("val_accuracy", max), "final_val_accuracy": ("val_accuracy", lambda c: c[-1]),
-    "final_val_loss": ("val_loss", lambda c: c[-1]),
-}
+    def value(self, objective: metrics.Objective | str) -> float:
+        """The trial's value of an objective (``lrpo_study.metrics``), from its curves; NaN where a trial of
+        an older version did not record that curve (its FLOPs)."""
+        o = objective if isinstance(objective, metrics.Objective) else metrics.parse_objective(objective)
+        return o.value(self.curves) if self.curves.get(o.curve) else math.nan
 
 
-def quality_metric(objectives: Sequence[str], *, has_accuracy: bool) -> str:
-    """The quality metric of a study with these objectives (cost-only studies: accuracy where there is one)."""
-    scored = [o for o in objectives if o in QUALITY_METRICS]
-    if scored:
-        return scored[0]
-    return "best_val_accuracy" if has_accuracy else "final_val_loss"
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric != "final_val_loss"
+def study_quality(spec: Mapping[str, Any], *, has_accuracy: bool) -> metrics.Objective:
+    """The objective that scores the model in a study of this stored spec."""
+    return metrics.quality_objective(spec.get("objectives", ()), has_accuracy=has_accuracy)
 
 
 @dataclass(frozen=True)
 class Confirmation:
     """What ``confirm`` stores per re-trained trial: the test metric over fresh seeds."""
 
-    metric: str  # "test_accuracy" | "test_loss"
+    metric: str  # the test split's counterpart of the study's quality objective: test_accuracy, test_loss, test_f1
     values: list[float]
     seeds: list[int]
     train_seconds: list[float]
     epochs: int
+    train_flops: list[float] = field(default_factory=list)  # empty before 0.6.0, and for a loop that counts none
 
     @property
     def mean(self) -> float:
@@ -186,13 +171,14 @@ class Confirmation:
 
     def to_attr(self) -> dict[str, Any]:
         return {"metric": self.metric, "values": self.values, "seeds": self.seeds, "train_seconds": self.train_seconds,
-                "epochs": self.epochs, "mean": self.mean, "sd": self.sd}
+                "epochs": self.epochs, "mean": self.mean, "sd": self.sd, "train_flops": self.train_flops}
 
     @classmethod
     def from_attr(cls, record: Mapping[str, Any]) -> Confirmation:
         if "metric" not in record:  # written by lrpo_study 0.1 (accuracy only)
             return cls("test_accuracy", record["test_accuracy"], record["seeds"], record["train_seconds"], record["epochs"])
-        return cls(record["metric"], record["values"], record["seeds"], record["train_seconds"], record["epochs"])
+        return cls(record["metric"], record["values"], record["seeds"], record["train_seconds"], record["epochs"],
+                   record.get("train_flops", []))
 
 
 def confirmations(study_attrs: Mapping[str, Any]) -> dict[int, Confirmation]:

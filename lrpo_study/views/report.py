@@ -7,6 +7,7 @@ The same comparison figure is saved into each study for optuna-dashboard
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,52 +17,61 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.subplots import make_subplots
 
+from lrpo_study import metrics
+
 from . import record
 
 # The paper's Table 1 (its machine, its split): (epochs, best val accuracy, seconds).
 PAPER_POINTS = {"paper fixed-LR baseline (Table 1)": (100, 0.8845, 477.15), "paper LRPO (Table 1)": (16, 0.8645, 76.30)}
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 BASELINE_NAME = "fixed-LR baseline, lr 0.05 x 100 epochs (ours)"
+FLOPS, SECONDS, EPOCHS = metrics.TRAIN_FLOPS.name, metrics.TRAIN_SECONDS.name, metrics.EPOCHS.name
 
 
 @dataclass(frozen=True)
 class MethodTrials:
-    """One study's complete trials, scored by the study's quality metric (its first objective that
-    scores the model: ``record.quality_metric``)."""
+    """One study's complete trials, scored by the study's quality objective (its first objective that
+    scores the model: ``metrics.quality_objective``)."""
 
     study: optuna.Study
     method: str
     task: str
     trials: list[FrozenTrial]
-    metric: str
+    metric: metrics.Objective
     # A PBT study shows its final members, each at its population's whole cost (every member's computed
-    # epochs and seconds): trial number → {"train_seconds": ..., "epochs": ...}.
+    # epochs, FLOPs and seconds): trial number → {"train_flops": ..., "train_seconds": ..., "epochs": ...}.
     costs: dict[int, dict[str, float]] = field(default_factory=dict)
 
     def cost(self, t: FrozenTrial, key: str) -> float:
-        """``train_seconds`` or ``epochs`` of a trial, as compared across methods."""
-        return float(self.costs[t.number][key] if t.number in self.costs else t.user_attrs[key])
+        """A cost objective of a trial (``train_flops``, ``train_seconds``, ``epochs``), as compared across
+        methods; NaN for a trial of a version that did not count it."""
+        if t.number in self.costs:
+            return float(self.costs[t.number][key])
+        return record.TrialRecord.of(t).value(key)
 
     @property
     def label(self) -> str:
-        return record.QUALITY_METRICS[self.metric]
+        return self.metric.label
 
     def quality(self, t: FrozenTrial) -> float:
-        return record.TrialRecord.of(t).quality(self.metric)
-
-    def better(self, a: float, b: float) -> bool:
-        return a > b if record.higher_is_better(self.metric) else a < b
+        return record.TrialRecord.of(t).value(self.metric)
 
     def best(self) -> FrozenTrial:
-        pick = max if record.higher_is_better(self.metric) else min
+        pick = max if self.metric.higher_is_better else min
         return pick(self.trials, key=self.quality)
 
+    @property
+    def cost_key(self) -> str:
+        """What the front is drawn against: FLOPs, counted; seconds for trials of a version that did not count."""
+        flops, seconds = metrics.TRAIN_FLOPS.name, metrics.TRAIN_SECONDS.name
+        return flops if not any(math.isnan(self.cost(t, flops)) for t in self.trials) else seconds
+
     def pareto(self) -> list[FrozenTrial]:
-        """Non-dominated trials for (quality, train seconds ↓), by seconds."""
+        """Non-dominated trials for (quality, ``cost_key`` ↓), cheapest first."""
         front: list[FrozenTrial] = []
-        sign = -1 if record.higher_is_better(self.metric) else 1
-        for t in sorted(self.trials, key=lambda t: (self.cost(t, record.TRAIN_SECONDS), sign * self.quality(t))):
-            if not front or self.better(self.quality(t), self.quality(front[-1])):
+        sign = -1 if self.metric.higher_is_better else 1
+        for t in sorted(self.trials, key=lambda t: (self.cost(t, self.cost_key), sign * self.quality(t))):
+            if not front or self.metric.better(self.quality(t), self.quality(front[-1])):
                 front.append(t)
         return front
 
@@ -80,29 +90,31 @@ def collect(storage: optuna.storages.BaseStorage) -> list[MethodTrials]:
             trials, costs = _final_members(study, trials)
         if trials:
             has_accuracy = record.TrialRecord.of(trials[0]).has_accuracy
-            metric = record.quality_metric(spec.get("objectives", ()), has_accuracy=has_accuracy)
+            metric = record.study_quality(spec, has_accuracy=has_accuracy)
             out.append(MethodTrials(study, spec["method"], record.stored_task(spec)[0], trials, metric, costs))
     return out
 
 
 def _final_members(study: optuna.Study, complete: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[int, dict[str, float]]]:
     """A PBT study's last-generation trials, each costed at what the whole population computed so far:
-    every finished generation's epochs and seconds less those the trajectory cache served."""
-    epochs = seconds = 0.0
+    every finished generation's epochs, FLOPs and seconds less those the trajectory cache served."""
+    totals = {o.name: 0.0 for o in (metrics.EPOCHS, metrics.TRAIN_FLOPS, metrics.TRAIN_SECONDS)}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
         cached = t.user_attrs.get(record.CACHED_EPOCHS, 0)
-        computed = t.user_attrs.get(record.CURVES, {}).get("seconds", [])[cached:]
-        epochs, seconds = epochs + len(computed), seconds + sum(computed)
+        computed = {name: c[cached:] for name, c in t.user_attrs.get(record.CURVES, {}).items()}
+        for name in totals:
+            cost = metrics.parse_objective(name)
+            totals[name] += cost.value(computed) if cost.curve in computed else math.nan  # FLOPs before 0.6.0: not counted
     last = max((t.user_attrs.get(record.PBT_GENERATION, 0) for t in complete), default=0)
     final = [t for t in complete if t.user_attrs.get(record.PBT_GENERATION) == last]
-    return final, {t.number: {record.TRAIN_SECONDS: seconds, record.EPOCHS: epochs} for t in final}
+    return final, {t.number: dict(totals) for t in final}
 
 
 def by_task(methods: list[MethodTrials]) -> dict[tuple[str, str], list[MethodTrials]]:
-    """Studies grouped by task and quality metric: only studies that score the same thing share a chart."""
+    """Studies grouped by task and quality objective: only studies that score the same thing share a chart."""
     groups: dict[tuple[str, str], list[MethodTrials]] = {}
     for m in methods:
-        groups.setdefault((m.task, m.metric), []).append(m)
+        groups.setdefault((m.task, m.metric.name), []).append(m)
     return groups
 
 
@@ -114,12 +126,14 @@ def _hover(t: FrozenTrial) -> str:
     return f"trial {t.number}<br>{record.params_text(t)}"
 
 
-# The two comparison charts: which record value is on x, and how its axis reads.
-AXES = {"train_seconds": ("training seconds (log)", "log"), "epochs": ("epochs", "linear")}
+# The comparison charts: which cost is on x, and how its axis reads. FLOPs are counted, the same on any
+# machine; seconds are this machine's clock under its load, shown beside them.
+AXES = {metrics.TRAIN_FLOPS.name: ("training FLOPs (log)", "log"), metrics.TRAIN_SECONDS.name: ("training seconds (log)", "log"),
+        metrics.EPOCHS.name: ("epochs", "linear")}
 
 
 def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
-    """Every study of one task: trials and Pareto fronts against ``x_key`` (train_seconds or epochs).
+    """Every study of one task: trials and Pareto fronts against ``x_key`` (a key of ``AXES``).
 
     One chart per figure with the legend below it, so it stays readable in a
     half-width dashboard card."""
@@ -144,12 +158,13 @@ def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
         m, t = baseline[0]
         fig.add_trace(go.Scatter(x=[m.cost(t, x_key)], y=[m.quality(t)], mode="markers",
                                  marker={"symbol": "star", "size": 14, "color": "black"}, name=BASELINE_NAME))
-    paper_points = PAPER_POINTS if (methods[0].task, methods[0].metric) == ("fashion-mnist", "best_val_accuracy") else {}
+    fashion_accuracy = (methods[0].task, methods[0].metric) == ("fashion-mnist", metrics.BEST_VAL_ACCURACY)
+    paper_points = PAPER_POINTS if fashion_accuracy and x_key != metrics.TRAIN_FLOPS.name else {}  # the paper counted no FLOPs
     for name, (epochs, acc, seconds) in paper_points.items():
         fig.add_trace(go.Scatter(
-            x=[seconds if x_key == "train_seconds" else epochs], y=[acc], mode="markers",
+            x=[seconds if x_key == metrics.TRAIN_SECONDS.name else epochs], y=[acc], mode="markers",
             marker={"symbol": "diamond" if "baseline" in name else "x", "size": 12, "color": "grey"},
-            name=name + (" (its own machine's seconds)" if x_key == "train_seconds" else ""),
+            name=name + (" (its own machine's seconds)" if x_key == metrics.TRAIN_SECONDS.name else ""),
         ))
     fig.update_xaxes(type=x_type, title_text=x_title)
     fig.update_yaxes(title_text=label)
@@ -164,15 +179,15 @@ def comparison_figure(methods: list[MethodTrials], x_key: str) -> go.Figure:
 
 
 def curves_figure(methods: list[MethodTrials]) -> go.Figure:
-    curve = "val_loss" if methods[0].metric == "final_val_loss" else "val_accuracy"
+    curve = methods[0].metric.curve
     fig = make_subplots(rows=1, cols=2, subplot_titles=("learning rate of Pareto trials", f"{curve} of Pareto trials"))
     for i, m in enumerate(methods):
         for t in m.pareto():
             curves = t.user_attrs["curves"]
-            epochs = list(range(1, len(curves["lr"]) + 1))
+            epochs = list(range(1, len(curves[metrics.LR]) + 1))
             name = f"{_label(m)} #{t.number}"
             line = {"color": COLORS[i % len(COLORS)]}
-            fig.add_trace(go.Scatter(x=epochs, y=curves["lr"], mode="lines", name=name, legendgroup=name, line=line), row=1, col=1)
+            fig.add_trace(go.Scatter(x=epochs, y=curves[metrics.LR], mode="lines", name=name, legendgroup=name, line=line), row=1, col=1)
             fig.add_trace(go.Scatter(x=epochs, y=curves[curve], mode="lines", name=name, legendgroup=name, line=line, showlegend=False), row=1, col=2)
     fig.update_yaxes(type="log", title_text="lr (log)", row=1, col=1)
     fig.update_xaxes(title_text="epoch")
@@ -186,7 +201,7 @@ def best_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
         t = m.best()
         rows.append({
             "task": m.task, "method": _label(m), "trial": t.number, "quality": f"{m.label} {m.quality(t):.4f}",
-            "train seconds": f"{m.cost(t, record.TRAIN_SECONDS):.2f}", "epochs": int(m.cost(t, record.EPOCHS)),
+            "train FLOPs": f"{m.cost(t, FLOPS):.4g}", "train seconds": f"{m.cost(t, SECONDS):.2f}", "epochs": int(m.cost(t, EPOCHS)),
             "complete trials": len(m.trials), "params": record.params_text(t),
         })
     return rows
@@ -199,7 +214,7 @@ def confirmed_table(methods: list[MethodTrials]) -> list[dict[str, Any]]:
         by_number = {t.number: t for t in m.trials}
         for number, c in record.confirmations(m.study.user_attrs).items():
             confirmed.append((m, number, by_number.get(number), c))
-    confirmed.sort(key=lambda c: -c[3].mean if c[3].metric == "test_accuracy" else c[3].mean)
+    confirmed.sort(key=lambda c: -c[3].mean if c[0].metric.higher_is_better else c[3].mean)
     return [{
         "method": _label(m), "trial": number, "reference": (trial.user_attrs.get(record.REFERENCE) if trial else None) or "",
         "epochs": c.epochs, "test metric": c.metric.replace("_", " "), "mean ± sd": f"{c.mean:.4f} ± {c.sd:.4f}",
@@ -219,7 +234,7 @@ def write_report(methods: list[MethodTrials], output: Path) -> dict[tuple[str, s
     sections = []
     for i, ((task, metric), group) in enumerate(by_task(methods).items()):
         sections += [
-            f"<h2>Task {html.escape(task)}: {html.escape(record.QUALITY_METRICS[metric])}</h2>",
+            f"<h2>Task {html.escape(task)}: {html.escape(group[0].label)}</h2>",
             *(fig.to_html(full_html=False, include_plotlyjs=i == 0 and j == 0) for j, fig in enumerate(figures[task, metric])),
             curves_figure(group).to_html(full_html=False, include_plotlyjs=False),
         ]
@@ -256,15 +271,15 @@ def save_to_dashboard(methods: list[MethodTrials], figures: dict[tuple[str, str]
             f"- trial {r['trial']}{_tag(r['reference'])}: {r['test metric']} {r['mean ± sd']} in {r['epochs']} epochs, seeds {r['seeds']}\n"
             for r in confirmed_table([m])
         )
-        for x_key, figure in zip(AXES, figures[m.task, m.metric], strict=True):
+        for x_key, figure in zip(AXES, figures[m.task, m.metric.name], strict=True):
             save_plotly_graph_object(m.study, figure, graph_object_id=f"lrpo_study_vs_{x_key}")
         save_note(m.study, (
             f"## {m.study.study_name}: {m.method} on {m.task}\n\n"
             f"- complete trials: {len(m.trials)}, Pareto trials: {len(front)}\n"
             f"- {label} {m.quality(best):.4f} (trial {best.number}, "
-            f"{m.cost(best, record.EPOCHS):.0f} epochs, {m.cost(best, record.TRAIN_SECONDS):.1f} s)\n"
+            f"{m.cost(best, EPOCHS):.0f} epochs, {m.cost(best, FLOPS):.4g} FLOPs, {m.cost(best, SECONDS):.1f} s)\n"
             f"- cheapest Pareto trial: #{front[0].number}, {m.quality(front[0]):.4f} in "
-            f"{m.cost(front[0], record.TRAIN_SECONDS):.1f} s\n\n"
+            f"{m.cost(front[0], FLOPS):.4g} FLOPs ({m.cost(front[0], SECONDS):.1f} s)\n\n"
             + (f"Confirmed on the test set (`python -m lrpo_study confirm`):\n\n{confirmed}\n" if confirmed else "")
             + f"The comparison charts below show every {m.task} study in this storage "
             "(`python -m lrpo_study report` writes it as HTML too).\n"

@@ -20,10 +20,12 @@ from typing import Any
 
 import optuna
 
+from lrpo_study import metrics
+
 from . import record
 
 _W, _PANEL_H, _LEFT, _TOP = 640, 170, 64, 28
-_COLORS = {"lr": "#1f77b4", "train_loss": "#ff7f0e", "val_loss": "#d62728", "val_accuracy": "#2ca02c"}
+_COLORS = {metrics.LR: "#1f77b4", metrics.TRAIN_LOSS: "#ff7f0e", metrics.VAL_LOSS: "#d62728", metrics.VAL_ACCURACY: "#2ca02c"}
 
 
 def _panel(y0: int, title: str, series: Mapping[str, Sequence[float]], *, log: bool, n: int,
@@ -71,15 +73,15 @@ def trial_svg(
 ) -> str:
     """Learning rate (log scale), training and validation loss, and validation accuracy per epoch; with
     ``lr_steps`` the lr is drawn as the steps it is (constant through each epoch: PBT's pieces)."""
-    n = len(curves.get("val_loss", []))
+    n = len(curves.get(metrics.VAL_LOSS, []))
     if n == 0:  # diverged within its first epoch: nothing per epoch to draw, but say so
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="60" viewBox="0 0 {_W} 60" font-family="sans-serif">'
                 f'<rect width="100%" height="100%" fill="white"/><text x="8" y="24" font-size="14">{html.escape(title)}</text>'
                 '<text x="8" y="46" font-size="12">no epoch finished: nothing to plot</text></svg>\n')
-    panels = [("learning rate (log)", {"lr": curves["lr"]}, True),
-              ("loss", {"train_loss": curves["train_loss"], "val_loss": curves["val_loss"]}, False)]
-    if "val_accuracy" in curves:
-        panels.append(("validation accuracy", {"val_accuracy": curves["val_accuracy"]}, False))
+    panels = [("learning rate (log)", {metrics.LR: curves[metrics.LR]}, True),
+              ("loss", {c: curves[c] for c in (metrics.TRAIN_LOSS, metrics.VAL_LOSS)}, False)]
+    if metrics.VAL_ACCURACY in curves:
+        panels.append((metrics.label(metrics.VAL_ACCURACY), {metrics.VAL_ACCURACY: curves[metrics.VAL_ACCURACY]}, False))
     height = 30 + _PANEL_H * len(panels)
     body = [f'<text x="8" y="18" font-size="14">{html.escape(title)}</text>']
     for i, (name, series, log) in enumerate(panels):
@@ -97,7 +99,7 @@ def trial_note(attrs: Mapping[str, Any], params: Mapping[str, Any], *, number: i
                confirmation: record.Confirmation | None = None) -> str:
     """Markdown: method and task, searched hyperparameters, α, epochs, seconds, why pruned, confirmation."""
     curves = attrs.get(record.CURVES, {})
-    epochs = len(curves.get("val_loss", []))
+    epochs = len(curves.get(metrics.VAL_LOSS, []))
     cached = attrs.get(record.CACHED_EPOCHS, 0)
     lines = [f"## Trial {number}: {attrs[record.METHOD]} on {attrs.get(record.TASK, 'fashion-mnist')} ({outcome})", ""]
     if attrs.get(record.REFERENCE):
@@ -118,11 +120,11 @@ def trial_note(attrs: Mapping[str, Any], params: Mapping[str, Any], *, number: i
     if attrs.get(record.ALPHA) is not None:
         lines.append(f"- LRPO jump α = {attrs[record.ALPHA]:.4f}")
     lines.append(f"- epochs: {epochs} of {hp.get('epochs', epochs)} ({epochs - cached} computed, {cached} from the trajectory cache)")
-    lines.append(f"- training seconds: {attrs.get(record.TRAIN_SECONDS, 0.0):.2f}")
-    if "val_accuracy" in curves and curves["val_accuracy"]:
-        lines.append(f"- best validation accuracy {max(curves['val_accuracy']):.4f}, final validation loss {curves['val_loss'][-1]:.4f}")
-    elif epochs:
-        lines.append(f"- final validation loss {curves['val_loss'][-1]:.4f}")
+    if epochs:
+        found = metrics.available(curves)
+        costs = [f"{o.label} {o.value(curves):.4g}" for o in found if o.is_cost and o.name != "epochs"]
+        lines.append(f"- cost: {', '.join(costs)} (seconds: this machine's clock; the rest counted)")
+        lines.append(f"- quality: {', '.join(f'{o.label} {o.value(curves):.4f}' for o in found if not o.is_cost)}")
     if attrs.get(record.PRUNED_REASON):
         lines.append(f"- stopped at epoch {attrs.get(record.PRUNED_EPOCH, '?')}: {attrs[record.PRUNED_REASON]}")
     if confirmation is not None:
