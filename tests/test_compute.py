@@ -160,3 +160,23 @@ def test_counting_leaves_training_exactly_as_it_was(small_task: Task) -> None:
     assert counted_run.curves["val_loss"] == plain_run.curves["val_loss"]
     assert counted_run.curves["train_loss"] == plain_run.curves["train_loss"]
     assert "flops" not in plain_run.curves and "samples" in plain_run.curves
+
+
+@pytest.mark.parametrize(("method", "values"), [
+    ("cosine", {"lr": 0.05, "epochs": 3, "batch_size": 512}),  # a step schedule: served by step keys
+    ("lrpo", {"lr": 0.05, "batch_size": 512, "pretrain_epochs": 1, "finetune_epochs": 1, "variant": "predicted",
+              "probe_candidates": 3}),  # per-epoch lrs: its probe runs again on the cached state, and counts
+])
+def test_epochs_served_by_the_trajectory_cache_count_at_their_full_cost(
+    method: str, values: dict[str, Any], small_task: Task, tmp_path: Path,
+) -> None:
+    from lrpo_study.training.cache import TrajectoryCache  # noqa: PLC0415
+
+    hp = resolve(method, values)
+    cache = TrajectoryCache(tmp_path / "cache")
+    computed = train(task=small_task, method=method, hyperparameters=hp, seed=0, cache=cache)
+    served = train(task=small_task, method=method, hyperparameters=hp, seed=0, cache=cache)
+    assert served.extras["cached_epochs"] >= 2
+    for curve in ("flops", "eval_flops", "samples"):
+        assert served.curves[curve] == computed.curves[curve], curve
+    assert served.value("train_flops") == computed.value("train_flops") > 0

@@ -56,7 +56,7 @@ def test_a_compute_front_does_not_move_with_machine_load(tmp_path: Path) -> None
 @pytest.mark.parametrize(("loop", "objective", "curve"), [
     ("plain_fit", "train_flops", "flops"),
     ("lightning_fit", "train_samples", "samples"),
-    ("hf_fit", "train_tokens", "tokens"),
+    ("hf_fit", "train_flops", "flops"),
 ])
 def test_user_loops_and_frameworks_minimize_a_counted_cost(loop: str, objective: str, curve: str, tmp_path: Path) -> None:
     quality = "final_val_loss" if loop == "hf_fit" else "final_val_accuracy"
@@ -78,10 +78,11 @@ def test_user_loops_and_frameworks_minimize_a_counted_cost(loop: str, objective:
     for t in trials:
         epochs = t.user_attrs["epochs"]
         assert t.values[1] == t.user_attrs[objective] == sum(t.user_attrs["curves"][curve])
-        expected = {"plain_fit": None, "lightning_fit": epochs * 1024, "hf_fit": epochs * 999 * 32}[loop]
-        if expected is not None:  # 1,024 images; 999 windows of 32 characters
-            assert t.values[1] == expected
-        assert t.user_attrs["train_flops"] > 0  # every framework's step is counted
+        if loop == "lightning_fit":  # 1,024 images
+            assert t.values[1] == epochs * 1024
+        if loop == "hf_fit":  # dict batches: their tokens too, 999 windows of 32 characters
+            assert t.user_attrs["train_tokens"] == epochs * 999 * 32
+        assert t.user_attrs["train_flops"] > 0 and t.user_attrs["train_samples"] > 0  # every framework's step is counted
 
 
 def test_a_loop_s_own_metric_is_the_objective_pruning_export_and_confirm_follow(tmp_path: Path) -> None:
@@ -154,3 +155,26 @@ def test_an_objective_nobody_records_is_one_line_naming_what_is_recorded(tmp_pat
     assert_one_line_error(cli("optimize", str(loop), "--storage", url), "final_val_bleu", "val_accuracy")
     undirected = write_study(tmp_path / "u.toml", name="u", objectives='["final_val_f1", "train_flops"]')
     assert_one_line_error(cli("optimize", str(undirected), "--storage", url), "max:final_val_f1")
+
+
+def test_a_declared_step_cost_counts_every_optimizer_step_and_cannot_mix_with_counting(tmp_path: Path) -> None:
+    path = tmp_path / "declared.toml"
+    path.write_text(
+        '[study]\nname = "declared"\nmethod = "fixed"\nobjectives = ["best_val_accuracy", "train_samples", "train_flops"]\n'
+        'n_trials = 2\n[task]\nloop = "tests.user_loops:declared_cost_fit"\n[pruning]\nrule = "none"\n'
+        '[search]\nlr = { type = "float", low = 0.01, high = 0.1 }\nepochs = { type = "int", low = 1, high = 3 }\n'
+    )
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    proc = cli("optimize", str(path), "--storage", url, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    for t in optuna.load_study(study_name="declared", storage=url).get_trials(states=(TrialState.COMPLETE,)):
+        steps = 8 * t.user_attrs["epochs"]  # 512 samples in batches of 64 per epoch
+        assert t.values[1:] == [64.0 * steps, 1000.0 * steps]
+    from lrpo_study import TrialRun, parse_spec  # noqa: PLC0415
+
+    spec = parse_spec({"study": {"name": "x", "method": "fixed"}, "task": {"loop": "tests.user_loops:blobs_fit"},
+                       "search": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}}, where="test")
+    run = TrialRun(optuna.create_study(directions=spec.directions).ask(), spec)
+    run.declare_step_cost(samples=8)
+    with pytest.raises(ValueError, match="count steps or declare, not both"):
+        run.count_step(samples=8)

@@ -259,3 +259,9 @@ def reads_hidden(run: TrialRun) -> None:
 
 def two_arguments(run: TrialRun, data: object) -> None:
     """Misuse: a loop takes one argument, the TrialRun."""
+
+
+def declared_cost_fit(run: TrialRun) -> None:
+    """A loop that cannot wrap its steps (as a framework's): it declares what each optimizer step costs."""
+    run.declare_step_cost(samples=64, flops=1_000)
+    _blobs_fit(run)

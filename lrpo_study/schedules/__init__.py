@@ -17,6 +17,7 @@ import torch
 
 from ._base import Interval, MetricSchedule, Monitor, ScheduleHooks, StepSchedule
 from ._params import MAX_BATCH, MAX_EPOCHS, MAX_STEPS, Param, validate_params
+from ._predictor import Counter
 from .cosine import CosineLR, cosine_lr
 from .curvature import CurvatureLR, curvature_factor, hutchinson_trace
 from .fixed import FixedLR, fixed_lr
@@ -53,6 +54,7 @@ def make_schedule(
     method: str, optimizer: torch.optim.Optimizer, hyperparameters: Mapping[str, Any], *,
     total_steps: int | None = None, params: Iterable[torch.Tensor] | None = None,
     probe: Callable[[float], float] | None = None, seed: int = 0, ignore: Collection[str] = (),
+    counter: Counter | None = None,
 ) -> Schedule:
     """Build ``method``'s schedule from a hyperparameter mapping: the schedule's own keys (see its
     ``PARAMS``) and ``epochs``; any other key is an error unless named in ``ignore`` (the training
@@ -60,7 +62,7 @@ def make_schedule(
 
     ``total_steps`` (batches in the whole run) is needed by cosine, onecycle, wsd and pbt,
     ``params`` (the model's parameters) by curvature, ``probe`` by lrpo's
-    ``predicted`` variant.
+    ``predicted`` variant (``counter``, if given, counts its predictor's FLOPs).
     """
     if method not in SCHEDULES:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(SCHEDULES)}")
@@ -84,7 +86,7 @@ def make_schedule(
             raise ValueError("curvature needs params=model.parameters() to estimate tr(H)")
         kwargs.update(params=params, seed=seed)
     if method == "lrpo":
-        kwargs.update(probe=probe, seed=seed)
+        kwargs.update(probe=probe, seed=seed, counter=counter)
     schedule = cls(optimizer, **kwargs)
     schedule.epochs = hyperparameters.get("epochs")
     return schedule

@@ -46,7 +46,7 @@ class ScheduleHooks:
     COST_PARAMS: ClassVar[frozenset[str]] = frozenset()
     # Live objects and per-batch scratch a schedule holds but that are not its state.
     _NOT_STATE: ClassVar[frozenset[str]] = frozenset(
-        {"optimizer", "probe", "params", "generator", "_loss_sum", "_loss_count"}
+        {"optimizer", "probe", "counter", "params", "generator", "_loss_sum", "_loss_count"}
     )
     # The run length the settings were tuned for; ``load_schedule`` sets it (None when built directly).
     epochs: int | None = None

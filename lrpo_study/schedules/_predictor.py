@@ -12,11 +12,23 @@ to the jump, not synthetic data.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import nn
+
+
+class Counter(Protocol):
+    """Counts the FLOPs of a block of work, once per key (``lrpo_study.training.compute.FlopCounter``)."""
+
+    def count(self, key: Hashable) -> AbstractContextManager[None]: ...
+
+
+def _counted(counter: Counter | None, key: Hashable) -> AbstractContextManager[None]:
+    return nullcontext() if counter is None else counter.count(key)
 
 
 @dataclass(frozen=True)
@@ -28,9 +40,10 @@ class AlphaChoice:
 
 
 def fit_predictor(
-    alphas: torch.Tensor, losses: torch.Tensor, *, hidden: int, seed: int, steps: int = 300
+    alphas: torch.Tensor, losses: torch.Tensor, *, hidden: int, seed: int, steps: int = 300, counter: Counter | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Fit α → loss with an MLP on standardized inputs; return the predict function."""
+    """Fit α → loss with an MLP on standardized inputs; return the predict function. ``counter`` counts
+    each fitting step's and each prediction's FLOPs (the same shapes every step: one counted step)."""
     gen = torch.Generator().manual_seed(seed)
     a_mean, a_std = alphas.mean(), alphas.std().clamp_min(1e-8)
     l_mean, l_std = losses.mean(), losses.std().clamp_min(1e-8)
@@ -42,12 +55,13 @@ def fit_predictor(
     y = ((losses - l_mean) / l_std).unsqueeze(1)
     opt = torch.optim.Adam(net.parameters(), lr=0.02)
     for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.mse_loss(net(x), y).backward()
-        opt.step()
+        with _counted(counter, ("predictor step", len(alphas), hidden)):
+            opt.zero_grad()
+            nn.functional.mse_loss(net(x), y).backward()
+            opt.step()
 
     def predict(a: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), _counted(counter, ("predictor", len(a), hidden)):
             return net(((a - a_mean) / a_std).unsqueeze(1)).squeeze(1) * l_std + l_mean
 
     return predict
@@ -55,7 +69,7 @@ def fit_predictor(
 
 def choose_alpha(
     probe: Callable[[float], float], *, alpha_min: float, alpha_max: float, hidden: int,
-    candidates: int = 5, seed: int = 0,
+    candidates: int = 5, seed: int = 0, counter: Counter | None = None,
 ) -> AlphaChoice:
     """Probe the run at ``candidates`` α values, fit the predictor, return its best α."""
     start = time.perf_counter()
@@ -66,7 +80,7 @@ def choose_alpha(
         alpha = alpha_min
     else:
         with torch.random.fork_rng(devices=[]):
-            predict = fit_predictor(grid[finite].float(), observed[finite].float(), hidden=hidden, seed=seed)
+            predict = fit_predictor(grid[finite].float(), observed[finite].float(), hidden=hidden, seed=seed, counter=counter)
             dense = torch.linspace(alpha_min, alpha_max, 101)
             alpha = float(dense[int(torch.argmin(predict(dense)))])
     return AlphaChoice(alpha, grid.tolist(), observed.tolist(), time.perf_counter() - start)

@@ -67,7 +67,7 @@ class LRPO(MetricSchedule):
         finetune_lr: float = 1e-3, variant: Literal["faithful", "predicted", "manual"] = "faithful",
         alpha: float | None = None, alpha_min: float = 0.5, alpha_max: float = 2.0,
         predictor_hidden: int = 32, probe_candidates: int = 5,
-        probe: Callable[[float], float] | None = None, seed: int = 0,
+        probe: Callable[[float], float] | None = None, seed: int = 0, counter: predictor.Counter | None = None,
     ) -> None:
         if (variant == "manual") != (alpha is not None):
             raise ValueError(f"alpha is set exactly when variant='manual', got {variant=} {alpha=}")
@@ -87,6 +87,7 @@ class LRPO(MetricSchedule):
         self.predictor_hidden = predictor_hidden
         self.probe_candidates = probe_candidates
         self.probe = probe
+        self.counter = counter  # counts the predictor's FLOPs (the loop's probe counts its own)
         self.seed = seed
         self.losses: list[float] = []
         self.predictor_seconds = 0.0
@@ -118,7 +119,7 @@ class LRPO(MetricSchedule):
         assert self.probe is not None  # checked in __init__
         choice = predictor.choose_alpha(
             self.probe, alpha_min=self.alpha_min, alpha_max=self.alpha_max,
-            hidden=self.predictor_hidden, candidates=self.probe_candidates, seed=self.seed,
+            hidden=self.predictor_hidden, candidates=self.probe_candidates, seed=self.seed, counter=self.counter,
         )
         self.predictor_seconds = choice.seconds
         self.probe_record = {"alphas": choice.candidates, "losses": choice.observed_losses}

@@ -125,8 +125,7 @@ class StepCount:
             counting.__exit__(RuntimeError, error, None)
             return
         counting.__exit__(None, None, None)
-        if completed:
-            self._costs.add(flops=self._costs.counter[self._key], samples=self._samples, tokens=self._tokens or None)
+        self._costs.add(flops=self._costs.counter[self._key], samples=self._samples, tokens=self._tokens or None)
 
     def __enter__(self) -> StepCount:
         self.start()
@@ -242,6 +241,10 @@ class TrialRun:
     @property
     def epochs(self) -> int:
         """How many epochs this trial trains (report exactly this many, unless it is pruned)."""
+        return int(self.hyperparameters["epochs"])  # read through the record of what reached the loop
+
+    @property
+    def _epochs(self) -> int:  # the run's own reads: not the loop reaching the searched value
         return int(self._hp["epochs"])
 
     @property
@@ -285,7 +288,7 @@ class TrialRun:
         self._watch(optimizer)
         self._set({record.STEPS_PER_EPOCH: steps_per_epoch})
         self._clock = time.perf_counter()  # the first epoch's seconds: training, not building data and model
-        total = self.epochs * steps_per_epoch if self.method in NEEDS_TOTAL_STEPS else None
+        total = self._epochs * steps_per_epoch if self.method in NEEDS_TOTAL_STEPS else None
         try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
             schedule = make_schedule(self.method, optimizer, self._hp, total_steps=total, params=params,
                                      seed=self.seed, ignore=TRAIN_PARAMS)
@@ -317,8 +320,8 @@ class TrialRun:
         declared for the epoch's steps. Raises ``optuna.TrialPruned`` when the study's rule stops the trial (its
         record and figure are written first) or a loss or metric is not finite (diverged); the loop lets it propagate."""
         n = len(self.curves.get(metrics.VAL_LOSS, []))
-        if n >= self.epochs:
-            raise TrialRunError(f"trial {self.trial.number} trains {self.epochs} epochs; a report for epoch {n + 1} is one too many")
+        if n >= self._epochs:
+            raise TrialRunError(f"trial {self.trial.number} trains {self._epochs} epochs; a report for epoch {n + 1} is one too many")
         for name in scores:
             if not metrics.is_metric_name(name) or name in metrics.CURVES:
                 raise TrialRunError(f"report({name}=...): a metric's name is a lowercase identifier other than "
@@ -361,6 +364,8 @@ class TrialRun:
         """
         if samples is None and batch is None:
             raise TrialRunError("count_step needs the batch or samples=")
+        if self._costs.declared:
+            raise TrialRunError("this run declared its step cost (declare_step_cost): count steps or declare, not both")
         return StepCount(self._costs, batch, samples=samples, tokens=tokens)
 
     def declare_step_cost(self, *, samples: int | None = None, tokens: int | None = None, flops: int | None = None) -> None:
@@ -369,6 +374,8 @@ class TrialRun:
         for name, value in (("samples", samples), ("tokens", tokens), ("flops", flops)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise TrialRunError(f"declare_step_cost: {name} must be an integer >= 0, got {value!r}")
+        if self._costs.counter.counted:
+            raise TrialRunError("this run counts its steps (count_step): count steps or declare, not both")
         self._costs.declared = {k: v for k, v in (("samples", samples), ("tokens", tokens), ("flops", flops)) if v is not None}
 
     def report_test(self, *, loss: float, accuracy: float | None = None, **scores: float) -> None:
@@ -391,9 +398,9 @@ class TrialRun:
         if unread and self._recording and self.spec.loop is not None:  # a task factory takes its options itself
             raise TrialRunError(f"[task] option {unread[0]!r} was never read by the loop (through run.options): "
                                 f"a typo? it reads {sorted(self._options.read) or 'none'}")
-        if n < self.epochs and self._stopped_early is None:
+        if n < self._epochs and self._stopped_early is None:
             self._write_end()
-            raise TrialFailed(f"the loop reported {n} of its {self.epochs} epochs and returned; call "
+            raise TrialFailed(f"the loop reported {n} of its {self._epochs} epochs and returned; call "
                               "run.stop_early(reason) when it stops early on purpose")
         values = tuple(o.value(self.curves) for o in self.spec.parsed_objectives)
         self._write_end()
@@ -422,7 +429,7 @@ class TrialRun:
         quality = spec.quality(has_accuracy=metrics.VAL_ACCURACY in self.curves)  # as report scores it
         if len(spec.objectives) == 1:
             self.trial.report(quality.value(self.curves), epoch)
-            if epoch >= self.epochs:
+            if epoch >= self._epochs:
                 return None  # trained to the end: a finished result, whatever a pruner would say now
             return f"optuna {spec.pruning.rule} pruner at epoch {epoch}" if self.trial.should_prune() else None
         if spec.method == "lrpo" and epoch <= self._hp.get("pretrain_epochs", 0):
@@ -432,7 +439,7 @@ class TrialRun:
         cost = next((o for o in spec.parsed_objectives if o.is_cost and o.reduction == "sum"), metrics.TRAIN_SECONDS)
         assert isinstance(self.trial, optuna.Trial)  # recording: a trial of a study
         return QuantileRule(spec.pruning, quality=quality, cost=cost).reason(
-            self.trial.study, epoch=epoch, total_epochs=self.epochs, curves=self.curves,
+            self.trial.study, epoch=epoch, total_epochs=self._epochs, curves=self.curves,
             length_dependent=SCHEDULES[spec.method].length_dependent,
         )
 

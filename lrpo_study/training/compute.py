@@ -15,16 +15,9 @@ from typing import Any, TypeVar
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["FlopCounter", "batch_samples", "batch_tokens", "count_flops", "shape_key"]
+__all__ = ["FlopCounter", "batch_samples", "batch_tokens", "shape_key"]
 
 T = TypeVar("T")
-
-
-def count_flops(work: Callable[[], T]) -> tuple[T, int]:
-    """``work()`` and the FLOPs ``FlopCounterMode`` counts in it (forward, backward and anything else it runs)."""
-    with FlopCounterMode(display=False) as mode:
-        out = work()
-    return out, int(mode.get_total_flops())
 
 
 def shape_key(batch: Any) -> Hashable:
@@ -66,6 +59,12 @@ class FlopCounter:
     def __init__(self, *, enabled: bool = True) -> None:
         self.enabled = enabled  # off: nothing is counted and every count is 0 (the benchmark's reference)
         self._flops: dict[Hashable, int] = {}
+        self.spent = 0  # FLOPs of the work done under ``count`` since the last ``take``
+
+    @property
+    def counted(self) -> bool:
+        """Whether anything has been counted yet."""
+        return bool(self._flops)
 
     def __getitem__(self, key: Hashable) -> int:
         return self._flops[key] if self.enabled else 0
@@ -78,6 +77,19 @@ class FlopCounter:
         with FlopCounterMode(display=False) as mode:
             yield  # an exception (a pruned or interrupted step) leaves the key uncounted
         self._flops[key] = int(mode.get_total_flops())
+
+    @contextmanager
+    def count(self, key: Hashable) -> Iterator[None]:
+        """Like ``measure``, and the block's FLOPs are added to ``spent``: a method's extra work (LRPO's probe
+        steps and predictor fit), repeated with the same shapes, costs one counted repetition."""
+        with self.measure(key):
+            yield
+        self.spent += self[key]
+
+    def take(self) -> int:
+        """``spent``, reset to 0."""
+        spent, self.spent = self.spent, 0
+        return spent
 
     def run(self, key: Hashable, work: Callable[[], T]) -> T:
         with self.measure(key):

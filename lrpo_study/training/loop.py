@@ -112,10 +112,11 @@ def resolve_device(name: str) -> torch.device:
 
 def _make_probe(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, *, batch_size: int, steps: int, seed: int,
-    device: torch.device,
+    device: torch.device, counter: FlopCounter,
 ) -> Callable[[float], float]:
     """probe(α): train ``steps`` batches at initial_lr·α from a snapshot, return the loss on a
-    held training batch, and restore everything (model, optimizer, RNG)."""
+    held training batch, and restore everything (model, optimizer, RNG). ``counter`` counts its steps
+    and its held loss (the same shapes at every probe: one counted step each)."""
     gen = torch.Generator().manual_seed(seed + 7919)
     order = torch.randperm(task.train_size, generator=gen)
     batches = [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
@@ -137,12 +138,15 @@ def _make_probe(
             for g in optimizer.param_groups:
                 g["lr"] = g["initial_lr"] * alpha
             for idx in batches:
-                optimizer.zero_grad(set_to_none=True)
-                task.batch_loss(model, batch(idx)).backward()
-                optimizer.step()
+                step_batch = batch(idx)
+                with counter.count(("probe step", shape_key(step_batch))):
+                    optimizer.zero_grad(set_to_none=True)
+                    task.batch_loss(model, step_batch).backward()
+                    optimizer.step()
             model.eval()
-            with torch.no_grad():
-                loss = float(task.batch_loss(model, batch(held)))
+            held_batch = batch(held)
+            with torch.no_grad(), counter.count(("probe loss", shape_key(held_batch))):
+                loss = float(task.batch_loss(model, held_batch))
         model.load_state_dict(model_state)
         optimizer.load_state_dict(opt_state)
         for g, lr in zip(optimizer.param_groups, lrs, strict=True):
@@ -239,22 +243,22 @@ def train(
     optimizer = build_optimizer(model.parameters(), hp, matrices_only=task.decay_matrices_only)
     n, batch_size, epochs = task.train_size, hp["batch_size"], hp["epochs"]
     per_epoch = task.samples_per_epoch
+    counter = FlopCounter(enabled=count_flops)
     probe = _make_probe(model, optimizer, task, batch_size=min(batch_size, n // (probe_steps + 1) or 1), steps=probe_steps,
-                        seed=seed, device=device)
+                        seed=seed, device=device, counter=counter)
     steps_per_epoch = task.steps_per_epoch(batch_size)
     stepwise = cache is not None and SCHEDULES[method].interval == "step" and getattr(SCHEDULES[method], "step_function", False)
     try:  # settings that only meet the run's length here (a warm-up longer than the run) are bad input
         plan = step_plan(method, optimizer, hp, total_steps=epochs * steps_per_epoch, ignore=TRAIN_PARAMS) if stepwise else []
         schedule = make_schedule(
             method, optimizer, hp, total_steps=epochs * steps_per_epoch, params=model.parameters(),
-            probe=probe, seed=seed, ignore=TRAIN_PARAMS,
+            probe=probe, seed=seed, ignore=TRAIN_PARAMS, counter=counter,
         )
     except ValueError as exc:
         raise UserError(f"{method} on task {task.name!r} ({per_epoch} samples per epoch): {exc}") from None
     state = LoopState(model, optimizer, schedule, torch.Generator(device=device).manual_seed(seed),
                       curves={name: [] for name in task.curves() if count_flops or name not in _FLOP_CURVES},
-                      count_flops=count_flops)
-    counter = FlopCounter(enabled=count_flops)
+                      counter=counter)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if not count_flops:
         cache = None  # its entries' curves would lack the FLOPs every other run of the same key has

@@ -12,7 +12,7 @@ import torch
 
 from lrpo_study.schedules import Schedule
 
-from .compute import count_flops
+from .compute import FlopCounter
 
 
 @dataclass
@@ -28,7 +28,7 @@ class LoopState:
     train_seconds: list[float] = field(default_factory=list)  # per epoch, schedule steps excluded
     train_flops: list[int] = field(default_factory=list)  # per epoch, schedule steps excluded
     cached_epochs: int = 0
-    count_flops: bool = True
+    counter: FlopCounter = field(default_factory=FlopCounter)  # the schedule's extra work between epochs counts here
 
     def snapshot(self) -> dict[str, Any]:
         """Plain tensors and containers only, so ``torch.load(weights_only=True)`` reads it back."""
@@ -59,13 +59,8 @@ class LoopState:
         """Step an epoch-interval schedule with the loss it monitors; return the seconds it took and the FLOPs
         it computed (LRPO's probes and predictor; nothing for most schedules)."""
         start = time.perf_counter()
-        def step() -> None:
-            self.schedule.epoch_end(val_loss=val_loss, train_loss=train_loss)
-
-        flops = 0
-        if self.count_flops:
-            _, flops = count_flops(step)
-        else:
-            step()
+        self.counter.take()
+        self.schedule.epoch_end(val_loss=val_loss, train_loss=train_loss)
+        flops = self.counter.take()
         sync()
         return time.perf_counter() - start, flops
