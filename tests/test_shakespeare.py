@@ -189,7 +189,9 @@ def test_confirm_scores_a_loss_study_by_test_loss_though_the_task_has_accuracy(t
 def test_run_with_no_settings_trains_with_nanogpt_s_recipe() -> None:
     from lrpo_study.tasks.shakespeare import DEFAULTS
 
-    proc = cli("run", "--task", "shakespeare-char", "--method", "cosine", "--epochs", "2", "--json")
+    # Half an epoch's default windows (the recipe is the hyperparameters; the task's size is an option): 200 steps
+    proc = cli("run", "--task", "shakespeare-char", "--method", "cosine", "--epochs", "2", "--task-option", "epoch_windows=1200",
+               "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert {k: result["hyperparameters"][k] for k in DEFAULTS if k != "epochs"} == {k: v for k, v in DEFAULTS.items() if k != "epochs"}
