@@ -428,7 +428,7 @@ def test_a_trial_killed_under_one_thread_count_is_not_resumed_under_another(tmp_
     trajectory; the retried trial must start over instead of mixing the two."""
     name = "threads"
     url = f"journal:{tmp_path / 's.journal'}"
-    spec = write_study(tmp_path / "s.toml", name=name, n_trials=2, fixed=LONG)
+    spec = write_study(tmp_path / "s.toml", name=name, n_trials=1, fixed=LONG)  # the retry alone: 100 epochs, not 200
     checkpoints = tmp_path / "ckpt"
     every_core = {"OMP_NUM_THREADS": str(os.cpu_count())}  # the suite's processes train with one thread otherwise
     proc = start("optimize", str(spec), "--storage", url, "--no-progress", "--checkpoint-dir", str(checkpoints), env=every_core)
