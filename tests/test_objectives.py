@@ -42,7 +42,6 @@ def test_a_compute_front_does_not_move_with_machine_load(tmp_path: Path) -> None
     timed = [[t.user_attrs["train_seconds"] for t in optuna.load_study(study_name="load", storage=url).trials]
              for url in (alone, loaded)]
     assert all(a != b for a, b in zip(*timed, strict=True))
-    assert sum(timed[1]) > sum(timed[0])
 
 
 @pytest.mark.parametrize(("loop", "objective", "curve"), [
