@@ -169,3 +169,24 @@ def test_a_declared_step_cost_counts_every_optimizer_step_and_cannot_mix_with_co
     run.declare_step_cost(samples=8)
     with pytest.raises(ValueError, match="count steps or declare, not both"):
         run.count_step(samples=8)
+
+
+BATCH = {"batch_size": {"type": "categorical", "choices": [64, 256]}}
+
+
+@pytest.mark.parametrize(("method", "cost", "searched", "warned"), [
+    ("cosine", "train_flops", BATCH, True),  # an epoch's FLOPs are linear in the batch: the same for any batch size
+    ("cosine", "train_seconds", BATCH, False),  # the clock does change with the batch size
+    ("cosine", "train_flops", {"epochs": {"type": "int", "low": 2, "high": 4}}, False),
+    ("curvature", "train_flops", BATCH, False),  # a Hessian-trace estimate every N steps: more steps, more estimates
+    ("curvature", "train_flops", {"lam": {"type": "float", "low": 1.0, "high": 10.0}}, True),
+])
+def test_the_warning_that_every_trial_costs_the_same(method: str, cost: str, searched: dict[str, object], warned: bool) -> None:
+    from lrpo_study.study.spec import constant_cost, parse_spec  # noqa: PLC0415
+
+    spec = parse_spec({"study": {"name": "w", "method": method, "objectives": ["best_val_accuracy", cost]},
+                       "search": {"lr": {"type": "float", "low": 0.01, "high": 0.1}, **searched}}, where="w.toml")
+    warning = constant_cost(spec)
+    assert (warning is not None) == warned, warning
+    if warning is not None:
+        assert warning.startswith("warning: w: every trial costs the same") and cost in warning

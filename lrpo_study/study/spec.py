@@ -355,12 +355,13 @@ def constant_cost(spec: StudySpec) -> str | None:
     costs = [o.spelling for o in spec.parsed_objectives if o.is_cost]
     if not costs or spec.pbt is not None or len(costs) == len(spec.objectives):
         return None
-    if {p.name for p in spec.search} & cost_params(spec.method):
+    varying = cost_params(spec.method, clock=metrics.TRAIN_SECONDS.name in costs)
+    if {p.name for p in spec.search} & varying:
         return None
     what = ("the Pareto front is noise: train_seconds varies only with the machine's load" if metrics.TRAIN_SECONDS.name in costs
             else "the front is the best trial alone")
     return (f"warning: {spec.name}: every trial costs the same ({', '.join(costs)} cannot vary over this search space), so "
-            f"{what}; search one of {', '.join(sorted(cost_params(spec.method)))} or drop the cost objective")
+            f"{what}; search one of {', '.join(sorted(varying))} or drop the cost objective")
 
 
 def _parse_search(name: str, entry: dict[str, Any], param: Any, key: str, earlier: dict[str, Any], fail: Any) -> SearchParam:

@@ -29,10 +29,13 @@ def method_params(method: str) -> dict[str, Param]:
     return TRAIN_PARAMS | SCHEDULES[method].PARAMS
 
 
-def cost_params(method: str) -> frozenset[str]:
-    """The hyperparameters that change what a run of ``method`` computes: its length, its batches, its method's
-    extra work (the curvature schedule's Hessian-vector products, LRPO's phases and probes)."""
-    return frozenset({"epochs", "batch_size"}) | SCHEDULES[method].COST_PARAMS
+def cost_params(method: str, *, clock: bool = False) -> frozenset[str]:
+    """The hyperparameters that can change what a run of ``method`` costs: its length, its method's extra work
+    (the curvature schedule's Hessian-vector products, LRPO's phases and probes) and, where that work is per
+    step or per batch, or the cost is the ``clock``, the batch size. An epoch's counted FLOPs, samples and
+    tokens do not depend on the batch size otherwise: its matmuls are linear in the batch."""
+    extra = SCHEDULES[method].COST_PARAMS
+    return frozenset({"epochs", *(["batch_size"] if clock or extra else [])}) | extra
 
 
 def expected_keys(method: str, optimizer: str) -> set[str]:
