@@ -172,12 +172,9 @@ def available(curves: Iterable[str]) -> list[Objective]:
     """Every objective these curves allow: final_ (and best_, where the direction is known) of each validation
     curve, and each cost whose curve is there."""
     names = list(curves)
-    found = []
-    for curve in names:
-        if curve.startswith("val_"):
-            known = CURVES.get(curve)
-            found += [parse_objective(f"{r}_{curve}" if known else f"max:{r}_{curve}") for r in ("best", "final")][0 if known else 1:]
-    return found + [parse_objective(name) for name, curve in COSTS.items() if curve in names]
+    qualities = [f"{r}_{c}" if c in CURVES else f"max:final_{c}" for c in names if c.startswith("val_")
+                 for r in (("best", "final") if c in CURVES else ("final",))]
+    return [parse_objective(o) for o in qualities] + [parse_objective(name) for name, curve in COSTS.items() if curve in names]
 
 
 def quality_objective(objectives: Iterable[str | Objective], *, has_accuracy: bool) -> Objective:

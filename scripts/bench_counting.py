@@ -58,7 +58,8 @@ def step_costs(task: Any, hp: dict[str, Any], repeats: int = 15) -> tuple[float,
             step()
 
     counter = FlopCounter()
-    counter.run("known", lambda: None)
+    with counter.measure("known"):
+        pass
 
     def lookup() -> None:
         for _ in range(1000):

@@ -39,7 +39,8 @@ from lrpo_study import metrics
 from lrpo_study._version import __version__
 from lrpo_study.errors import UserError, exception_chain
 from lrpo_study.schedules import NEEDS_TOTAL_STEPS, SCHEDULES, Schedule, make_schedule
-from lrpo_study.training.compute import FlopCounter, batch_samples, batch_tokens, shape_key
+from lrpo_study.tasks import batch_len
+from lrpo_study.training.compute import FlopCounter, batch_tokens, shape_key
 from lrpo_study.training.hyperparameters import TRAIN_PARAMS, resolve, with_defaults
 from lrpo_study.training.optimizers import OPTIMIZER_PARAMS, build_optimizer
 from lrpo_study.views import record
@@ -77,21 +78,17 @@ class _StepCosts:
         self.declared: dict[str, int] = {}
         self.epoch: dict[str, int] = {}
 
-    def add(self, **costs: int | None) -> None:
+    def add(self, costs: Mapping[str, int | None]) -> None:
+        """Add one step's costs, by curve name (flops, samples, tokens); None: not known."""
         for name, value in costs.items():
             if value is not None:
                 self.epoch[name] = self.epoch.get(name, 0) + int(value)
 
-    _CURVES = {"flops": metrics.FLOPS, "samples": metrics.SAMPLES, "tokens": metrics.TOKENS}
-
-    def pending(self, **given: float | None) -> set[str]:
-        """The cost curves this epoch will record (what was counted or declared, and what the report gives)."""
-        return {self._CURVES[name] for name in {*self.epoch, *(k for k, v in given.items() if v is not None)}}
-
-    def close_epoch(self, **given: float | None) -> dict[str, float]:
+    def close_epoch(self, given: Mapping[str, float | None]) -> dict[str, int]:
+        """The epoch's cost curves' values (what was counted or declared, overridden by what the report gives)."""
         counted = {**self.epoch, **{k: int(v) for k, v in given.items() if v is not None}}
         self.epoch = {}
-        return {self._CURVES[name]: value for name, value in counted.items()}
+        return counted
 
 
 class StepCount:
@@ -107,7 +104,7 @@ class StepCount:
         self.more(batch, samples=samples, tokens=tokens)
 
     def more(self, batch: Any, *, samples: int | None = None, tokens: int | None = None) -> None:
-        self._samples += batch_samples(batch) if samples is None else samples
+        self._samples += batch_len(batch) if samples is None else samples
         if tokens is None and isinstance(batch, Mapping):
             tokens = batch_tokens(batch)
         self._tokens += tokens or 0
@@ -125,7 +122,8 @@ class StepCount:
             counting.__exit__(RuntimeError, error, None)
             return
         counting.__exit__(None, None, None)
-        self._costs.add(flops=self._costs.counter[self._key], samples=self._samples, tokens=self._tokens or None)
+        self._costs.add({metrics.FLOPS: self._costs.counter[self._key], metrics.SAMPLES: self._samples,
+                         metrics.TOKENS: self._tokens or None})
 
     def __enter__(self) -> StepCount:
         self.start()
@@ -304,7 +302,7 @@ class TrialRun:
         self._optimizer = optimizer
         def before_step(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
             self._step_lrs.append(float(opt.param_groups[0]["lr"]))
-            self._costs.add(**self._costs.declared)
+            self._costs.add(self._costs.declared)
 
         optimizer.register_step_pre_hook(before_step)
 
@@ -326,8 +324,9 @@ class TrialRun:
             if not metrics.is_metric_name(name) or name in metrics.CURVES:
                 raise TrialRunError(f"report({name}=...): a metric's name is a lowercase identifier other than "
                                     f"{', '.join(metrics.CURVES)}")
-        costs = {"flops": flops, "samples": samples, "tokens": tokens}
-        names = {*_ALWAYS, *([metrics.VAL_ACCURACY] if val_accuracy is not None else []), *scores, *self._costs.pending(**costs)}
+        costs = {metrics.FLOPS: flops, metrics.SAMPLES: samples, metrics.TOKENS: tokens}
+        pending = {*self._costs.epoch, *(name for name, value in costs.items() if value is not None)}
+        names = {*_ALWAYS, *([metrics.VAL_ACCURACY] if val_accuracy is not None else []), *scores, *pending}
         self._check_curves(names, first=n == 0)
         if n == 0:
             self._check_searched_reached(lr_given=lr is not None)
@@ -342,7 +341,7 @@ class TrialRun:
             metrics.SECONDS: now - self._clock if seconds is None else float(seconds),
             **({} if val_accuracy is None else {metrics.VAL_ACCURACY: float(val_accuracy)}),
             **{name: float(value) for name, value in scores.items()},
-            **self._costs.close_epoch(**costs),
+            **self._costs.close_epoch(costs),
         }
         self._clock = now
         for name, value in values.items():
@@ -371,12 +370,13 @@ class TrialRun:
     def declare_step_cost(self, *, samples: int | None = None, tokens: int | None = None, flops: int | None = None) -> None:
         """What each optimizer step costs, when the loop cannot wrap its steps in ``count_step`` (a framework's
         loop): every step of the optimizer made by ``make_optimizer`` or handed to ``make_schedule`` adds it."""
-        for name, value in (("samples", samples), ("tokens", tokens), ("flops", flops)):
+        declared = {metrics.SAMPLES: samples, metrics.TOKENS: tokens, metrics.FLOPS: flops}
+        for name, value in declared.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise TrialRunError(f"declare_step_cost: {name} must be an integer >= 0, got {value!r}")
         if self._costs.counter.counted:
             raise TrialRunError("this run counts its steps (count_step): count steps or declare, not both")
-        self._costs.declared = {k: v for k, v in (("samples", samples), ("tokens", tokens), ("flops", flops)) if v is not None}
+        self._costs.declared = {name: value for name, value in declared.items() if value is not None}
 
     def report_test(self, *, loss: float, accuracy: float | None = None, **scores: float) -> None:
         """The final model's score on the loop's test data (asked for by ``confirm``: ``wants_test``), with the

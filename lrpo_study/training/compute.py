@@ -8,16 +8,16 @@ step per distinct shape, not a slower loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["FlopCounter", "batch_samples", "batch_tokens", "shape_key"]
+from lrpo_study.tasks import batch_len
 
-T = TypeVar("T")
+__all__ = ["FlopCounter", "batch_tokens", "shape_key"]
 
 
 def shape_key(batch: Any) -> Hashable:
@@ -31,14 +31,6 @@ def shape_key(batch: Any) -> Hashable:
     return type(batch).__name__
 
 
-def batch_samples(batch: Any) -> int:
-    """Samples in a batch: the leading dimension of its first tensor."""
-    if isinstance(batch, torch.Tensor):
-        return len(batch)
-    first = next(iter(batch.values())) if isinstance(batch, Mapping) else batch[0]
-    return batch_samples(first)
-
-
 def batch_tokens(batch: Any) -> int:
     """Tokens in a batch of sequences: the ones of a dict batch's ``attention_mask`` (padding is not a token),
     else the elements of its ``input_ids``; the input's elements of an (inputs, targets) pair."""
@@ -46,9 +38,9 @@ def batch_tokens(batch: Any) -> int:
         mask = batch.get("attention_mask")
         if isinstance(mask, torch.Tensor):
             return int(mask.sum())
-        return int(batch["input_ids"].numel()) if "input_ids" in batch else batch_samples(batch)
+        return int(batch["input_ids"].numel()) if "input_ids" in batch else batch_len(batch)
     x = batch[0] if isinstance(batch, (tuple, list)) else batch
-    return int(x.numel()) if x.dim() >= 2 and not x.is_floating_point() else batch_samples(batch)
+    return int(x.numel()) if x.dim() >= 2 and not x.is_floating_point() else batch_len(batch)
 
 
 class FlopCounter:
@@ -90,7 +82,3 @@ class FlopCounter:
         """``spent``, reset to 0."""
         spent, self.spent = self.spent, 0
         return spent
-
-    def run(self, key: Hashable, work: Callable[[], T]) -> T:
-        with self.measure(key):
-            return work()

@@ -69,8 +69,8 @@ class MethodTrials:
     def pareto(self) -> list[FrozenTrial]:
         """Non-dominated trials for (quality, ``cost_key`` ↓), cheapest first."""
         front: list[FrozenTrial] = []
-        sign = -1 if self.metric.higher_is_better else 1
-        for t in sorted(self.trials, key=lambda t: (self.cost(t, self.cost_key), sign * self.quality(t))):
+        sign, key = -1 if self.metric.higher_is_better else 1, self.cost_key  # the key reads every trial: once
+        for t in sorted(self.trials, key=lambda t: (self.cost(t, key), sign * self.quality(t))):
             if not front or self.metric.better(self.quality(t), self.quality(front[-1])):
                 front.append(t)
         return front
