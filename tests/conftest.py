@@ -158,6 +158,18 @@ def write_task_study(
     return path
 
 
+def write_loop_study(
+    path: Path, *, name: str, loop: str, objectives: str, method: str = "fixed", n_trials: int = 2,
+    pruning: str = 'rule = "none"', fixed: str = "", search: str = 'lr = { type = "float", low = 0.01, high = 0.1 }',
+) -> Path:
+    """A study whose trials ``tests.user_loops``' function ``loop`` trains (``objectives`` as TOML)."""
+    path.write_text(
+        f'[study]\nname = "{name}"\nmethod = "{method}"\nobjectives = {objectives}\nn_trials = {n_trials}\n'
+        f'[task]\nloop = "tests.user_loops:{loop}"\n[pruning]\n{pruning}\n[fixed]\n{fixed}\n[search]\n{search}\n'
+    )
+    return path
+
+
 def wait_until(predicate: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1,
                alive: subprocess.Popen[str] | None = None) -> T:
     """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass (the test

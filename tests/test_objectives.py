@@ -12,9 +12,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import assert_one_line_error, cli, write_study, write_task_study
+from .conftest import assert_one_line_error, cli, write_loop_study, write_study, write_task_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+EPOCHS_AND_LR = 'lr = { type = "float", low = 0.01, high = 0.1 }\nepochs = { type = "int", low = 1, high = 3 }'
 
 
 def front(url: str, name: str) -> list[tuple[int, list[float]]]:
@@ -52,12 +53,10 @@ def test_a_compute_front_does_not_move_with_machine_load(tmp_path: Path) -> None
 def test_user_loops_and_frameworks_minimize_a_counted_cost(loop: str, objective: str, curve: str, tmp_path: Path) -> None:
     quality = "final_val_loss" if loop == "hf_fit" else "final_val_accuracy"
     batch, optimizer = (32, '\noptimizer = "adamw"') if loop == "hf_fit" else (64, "")
-    path = tmp_path / "loop.toml"
-    path.write_text(
-        f'[study]\nname = "costs"\nmethod = "cosine"\nobjectives = ["{quality}", "{objective}"]\nn_trials = 3\n'
-        f'[task]\nloop = "tests.user_loops:{loop}"\n[pruning]\nrule = "none"\n'
-        f'[fixed]\nbatch_size = {batch}{optimizer}\n[search]\nepochs = {{ type = "int", low = 1, high = 2 }}\n'
-        'lr = { type = "float", low = 1e-3, high = 1e-1, log = true }\n'
+    path = write_loop_study(
+        tmp_path / "loop.toml", name="costs", loop=loop, method="cosine", objectives=f'["{quality}", "{objective}"]',
+        n_trials=3, fixed=f"batch_size = {batch}{optimizer}",
+        search='epochs = { type = "int", low = 1, high = 2 }\nlr = { type = "float", low = 1e-3, high = 1e-1, log = true }',
     )
     url = f"sqlite:///{tmp_path / 'costs.db'}"
     proc = cli("optimize", str(path), "--storage", url, "--no-progress", "--device", "cpu")
@@ -77,12 +76,10 @@ def test_user_loops_and_frameworks_minimize_a_counted_cost(loop: str, objective:
 
 
 def test_a_loop_s_own_metric_is_the_objective_pruning_export_and_confirm_follow(tmp_path: Path) -> None:
-    path = tmp_path / "f1.toml"
-    path.write_text(
-        '[study]\nname = "f1"\nmethod = "cosine"\nobjectives = ["max:final_val_f1", "train_flops"]\nn_trials = 6\n'
-        '[task]\nloop = "tests.user_loops:f1_fit"\n'
-        '[pruning]\nrule = "quantile"\nwarmup_epochs = 1\nmin_trials = 2\ncost_tolerance = 1.0\n'
-        '[fixed]\nbatch_size = 64\nepochs = 3\n[search]\nlr = { type = "float", low = 1e-4, high = 1.0, log = true }\n'
+    path = write_loop_study(
+        tmp_path / "f1.toml", name="f1", loop="f1_fit", method="cosine", objectives='["max:final_val_f1", "train_flops"]',
+        n_trials=6, pruning='rule = "quantile"\nwarmup_epochs = 1\nmin_trials = 2\ncost_tolerance = 1.0',
+        fixed="batch_size = 64\nepochs = 3", search='lr = { type = "float", low = 1e-4, high = 1.0, log = true }',
     )
     url = f"sqlite:///{tmp_path / 'f1.db'}"
     proc = cli("optimize", str(path), "--storage", url, "--no-progress")
@@ -137,24 +134,16 @@ def test_an_objective_nobody_records_is_one_line_naming_what_is_recorded(tmp_pat
     tokens = write_study(tmp_path / "k.toml", name="tokens", objectives='["best_val_accuracy", "train_tokens"]')
     assert_one_line_error(cli("optimize", str(tokens), "--storage", url), "does not record tokens", "train_samples")
     assert not (tmp_path / "x.db").exists()  # a task's objectives are checked before anything is written
-    loop = tmp_path / "loop.toml"
-    loop.write_text(
-        '[study]\nname = "loopbleu"\nmethod = "fixed"\nobjectives = ["max:final_val_bleu", "train_flops"]\nn_trials = 2\n'
-        '[task]\nloop = "tests.user_loops:plain_fit"\n[fixed]\nbatch_size = 256\n'
-        '[search]\nlr = { type = "float", low = 0.01, high = 0.1 }\nepochs = { type = "int", low = 1, high = 2 }\n'
-    )
+    loop = write_loop_study(tmp_path / "loop.toml", name="loopbleu", loop="plain_fit", fixed="batch_size = 256",
+                            objectives='["max:final_val_bleu", "train_flops"]', search=EPOCHS_AND_LR)
     assert_one_line_error(cli("optimize", str(loop), "--storage", url), "final_val_bleu", "val_accuracy")
     undirected = write_study(tmp_path / "u.toml", name="u", objectives='["final_val_f1", "train_flops"]')
     assert_one_line_error(cli("optimize", str(undirected), "--storage", url), "max:final_val_f1")
 
 
 def test_a_declared_step_cost_counts_every_optimizer_step_and_cannot_mix_with_counting(tmp_path: Path) -> None:
-    path = tmp_path / "declared.toml"
-    path.write_text(
-        '[study]\nname = "declared"\nmethod = "fixed"\nobjectives = ["best_val_accuracy", "train_samples", "train_flops"]\n'
-        'n_trials = 2\n[task]\nloop = "tests.user_loops:declared_cost_fit"\n[pruning]\nrule = "none"\n'
-        '[search]\nlr = { type = "float", low = 0.01, high = 0.1 }\nepochs = { type = "int", low = 1, high = 3 }\n'
-    )
+    path = write_loop_study(tmp_path / "declared.toml", name="declared", loop="declared_cost_fit", search=EPOCHS_AND_LR,
+                            objectives='["best_val_accuracy", "train_samples", "train_flops"]')
     url = f"sqlite:///{tmp_path / 'd.db'}"
     proc = cli("optimize", str(path), "--storage", url, "--no-progress")
     assert proc.returncode == 0, proc.stderr
